@@ -46,6 +46,8 @@ def as_c_string(value: object, what: str) -> Name:
     A C string ends at its first NUL, so bytes after an embedded NUL are not
     seen by libbpf and are dropped here.
     """
+    if type(value) is bytes and b"\0" not in value:  # the common case, kept fast
+        return value
     if value is None:
         return None
     if isinstance(value, str):
