@@ -71,7 +71,8 @@ def check_release(version: str) -> str:
         return RELEASES[version]
     except KeyError:
         known = ", ".join(RELEASES)
-        raise LibbpfError(f"unknown libbpf version {version!r}: known releases are {known}") from None
+        message = f"unknown libbpf version {version!r}: known releases are {known}"
+        raise LibbpfError(message) from None
 
 
 def _has_deb_src() -> bool:

@@ -1,0 +1,288 @@
+"""Cached builds of libbpf's shared object from Debian's release sources.
+
+Layout (``<cache>`` is ``debsrc.cache_dir()``, i.e. ``$SEC_ORACLE_CACHE`` when set):
+  ``<cache>/build/<version>-<variant>/``
+      ``libbpf.so.<version>``  the shared object make produced
+      ``libbpf.so.1``          symlink to it: the path callers load
+      ``libbpf.so``            symlink to ``libbpf.so.1``
+      ``build.json``           version, variant, cc, flags, sha256, seconds
+      ``build.log``            make's full output
+  ``<cache>/build/<version>-<variant>.failed.log``  output of the last failed build
+  ``<cache>/build/.<version>-<variant>.lock``       the build lock
+
+Variants (``VARIANTS``), all compiled with clang so they differ only in
+instrumentation:
+  ``plain``  libbpf's own default flags, minus ``-Werror``.
+  ``asan``   AddressSanitizer + UBSan, no recovery, frame pointers, ``-O1``.
+  ``fuzz``   ``asan`` plus ``-fsanitize=fuzzer-no-link`` (SanitizerCoverage
+             counters and comparison hooks that libFuzzer, i.e. atheris, reads).
+
+Rules:
+- ``build()`` is idempotent: a published directory is never rebuilt or modified.
+- A directory is published only complete: make runs in a private staging
+  directory under ``<cache>/build``, which is renamed into place atomically.
+  A build directory therefore exists completely or not at all.
+- Builds of one target are serialised by an exclusive file lock; the second
+  caller waits, then finds the published result.  Different targets build in
+  parallel; they only read the shared source tree (objects go to ``OBJDIR``).
+- Sanitizer builds do not link the sanitizer runtime (clang never does for
+  ``-shared``): the process that loads them must preload it, see
+  ``targets.Target.env``.
+- ``-Werror`` is dropped: a new compiler's new warning must not stop the
+  oracle; warnings stay visible in ``build.log``.
+- The build environment is scrubbed of ``CC``/``CFLAGS``/``LDFLAGS``/
+  ``EXTRA_*``/``LD_PRELOAD`` so a build depends only on the variant.
+- Every failure is a one-line ``LibbpfError`` saying how to fix it; a failed
+  make keeps its log in the cache and names it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final, Literal, NoReturn, get_args
+
+from oracle.errors import LibbpfError
+from oracle.libbpf import debsrc
+
+Variant = Literal["plain", "asan", "fuzz"]
+VARIANTS: Final[tuple[Variant, ...]] = get_args(Variant)
+
+CC: Final = "clang"
+_WARN: Final = "-Wall -std=gnu89"
+_SANITIZE: Final = "-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer"
+_FUZZ: Final = "-fsanitize=fuzzer-no-link"
+_SCRUBBED_ENV: Final = (
+    "CC",
+    "CFLAGS",
+    "LDFLAGS",
+    "EXTRA_CFLAGS",
+    "EXTRA_LDFLAGS",
+    "CROSS_COMPILE",
+    "MAKEFLAGS",
+    "LD_PRELOAD",
+)
+_APT_HINT: Final = "apt-get install clang libclang-rt-14-dev make libelf-dev zlib1g-dev pkg-config"
+_MAKE_TIMEOUT_S: Final = 1800
+_TOOL_ERROR: Final = re.compile(r"\b(fatal )?error:|undefined reference|cannot find -l")
+
+
+@dataclass(frozen=True)
+class Flags:
+    """What the compiler is told for one variant."""
+
+    cflags: str
+    ldflags: str
+
+
+def flags(variant: Variant) -> Flags:
+    """The CFLAGS/LDFLAGS passed to libbpf's ``src/Makefile`` for ``variant``."""
+    if variant == "plain":
+        return Flags(f"-g -O2 {_WARN}", "")
+    sanitize = _SANITIZE if variant == "asan" else f"{_SANITIZE} {_FUZZ}"
+    ldflags = "-fsanitize=address,undefined" + (f" {_FUZZ}" if variant == "fuzz" else "")
+    return Flags(f"-g -O1 {_WARN} {sanitize}", ldflags)
+
+
+def spec(version: str, variant: Variant) -> str:
+    """The target spelling: ``1.7.0`` for plain, ``1.7.0+asan`` otherwise."""
+    return version if variant == "plain" else f"{version}+{variant}"
+
+
+def check_variant(variant: str) -> Variant:
+    """``variant`` typed, or a one-line error."""
+    for known in VARIANTS:
+        if variant == known:
+            return known
+    raise LibbpfError(f"unknown build variant {variant!r}: use one of {', '.join(VARIANTS)}")
+
+
+def build_root() -> Path:
+    """``<cache>/build``."""
+    return debsrc.cache_dir() / "build"
+
+
+def build_dir(version: str, variant: Variant) -> Path:
+    """Where the build of ``version``/``variant`` is (or would be) published."""
+    return build_root() / f"{version}-{variant}"
+
+
+def built(version: str, variant: Variant) -> Path | None:
+    """The loadable ``libbpf.so.1`` of a published build, or None if not built."""
+    directory = build_dir(version, variant)
+    so = directory / "libbpf.so.1"
+    return so if so.exists() and (directory / "build.json").is_file() else None
+
+
+def build_info(directory: Path) -> dict[str, Any]:
+    """The ``build.json`` of a published build directory."""
+    info: dict[str, Any] = json.loads((directory / "build.json").read_text())
+    return info
+
+
+def published() -> list[tuple[str, Variant, Path]]:
+    """(version, variant, libbpf.so.1) of every complete build, oldest release first."""
+    found: list[tuple[str, Variant, Path]] = []
+    root = build_root()
+    if not root.is_dir():
+        return found
+    for directory in root.iterdir():
+        version, _, variant = directory.name.rpartition("-")
+        if directory.name.startswith(".") or variant not in VARIANTS:
+            continue
+        so = built(version, check_variant(variant))
+        if so is not None:
+            found.append((version, check_variant(variant), so))
+    return sorted(found, key=lambda row: (_version_key(row[0]), VARIANTS.index(row[1])))
+
+
+def _version_key(version: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in version.split(".") if part.isdigit())
+
+
+def build(version: str, variant: Variant = "plain") -> Path:
+    """The ``libbpf.so.1`` of ``version`` built as ``variant``, building it on first use."""
+    debsrc.check_release(version)
+    check_variant(variant)
+    done = built(version, variant)
+    if done is not None:
+        return done
+    root = build_root()
+    with debsrc.locked(root / f".{version}-{variant}.lock"):
+        done = built(version, variant)
+        if done is not None:
+            return done
+        preflight()
+        source = debsrc.source_tree(version)
+        _build_and_publish(source, version, variant)
+    done = built(version, variant)
+    if done is None:  # pragma: no cover - publish either renames or raises
+        raise LibbpfError(f"build of libbpf {spec(version, variant)} vanished from {root}")
+    return done
+
+
+def preflight() -> None:
+    """Fail early, naming the apt packages, when a build tool or header is missing."""
+    for tool in (CC, "make"):
+        if shutil.which(tool) is None:
+            raise LibbpfError(f"{tool} not found, needed to build libbpf: {_APT_HINT}")
+    probe = subprocess.run(
+        [CC, "-E", "-x", "c", "-", "-o", os.devnull],
+        input="#include <gelf.h>\n#include <zlib.h>\n",
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if probe.returncode != 0:
+        raise LibbpfError(
+            f"libelf/zlib headers not found ({_last_error(probe.stderr)}): "
+            "apt-get install libelf-dev zlib1g-dev pkg-config"
+        )
+
+
+def _build_and_publish(source: Path, version: str, variant: Variant) -> None:
+    root = build_root()
+    root.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=root, prefix=f".{version}-{variant}-"))
+    try:
+        seconds = _make(source, staging, version, variant)
+        _collect(staging, version, variant)
+        _write_info(staging, version, variant, seconds)
+        final = build_dir(version, variant)
+        if final.exists():  # incomplete leftovers: built() said no
+            shutil.rmtree(final)
+        os.replace(staging, final)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _make(source: Path, staging: Path, version: str, variant: Variant) -> float:
+    """Run make into ``staging/obj``, logging to ``staging/build.log``; the seconds taken."""
+    chosen = flags(variant)
+    obj = staging / "obj"
+    argv = [
+        "make",
+        "-C",
+        str(source / "src"),
+        f"-j{os.cpu_count() or 1}",
+        "V=1",
+        f"OBJDIR={obj}",
+        f"CC={CC}",
+        f"CFLAGS={chosen.cflags}",
+        f"LDFLAGS={chosen.ldflags}",
+        f"{obj}/libbpf.so",
+    ]
+    log = staging / "build.log"
+    env = {k: v for k, v in os.environ.items() if k not in _SCRUBBED_ENV}
+    started = time.monotonic()
+    with open(log, "w") as out:
+        out.write(shlex.join(argv) + "\n")
+        out.flush()
+        try:
+            result = subprocess.run(
+                argv, stdout=out, stderr=subprocess.STDOUT, env=env, timeout=_MAKE_TIMEOUT_S
+            )
+        except subprocess.TimeoutExpired:
+            result = None
+    if result is None or result.returncode != 0:
+        _fail(log, version, variant)
+    return time.monotonic() - started
+
+
+def _fail(log: Path, version: str, variant: Variant, reason: str | None = None) -> NoReturn:
+    kept = build_root() / f"{version}-{variant}.failed.log"
+    os.replace(log, kept)
+    why = reason or _last_error(kept.read_text(errors="replace"))
+    raise LibbpfError(f"building libbpf {spec(version, variant)} failed: {why}; full log: {kept}")
+
+
+def _last_error(output: str) -> str:
+    """The last compiler/linker error, else make's last error, else the last line."""
+    lines = [line.strip() for line in output.splitlines() if line.strip()]
+    tool = [ln for ln in lines if _TOOL_ERROR.search(ln) and not ln.startswith("make")]
+    make = [ln for ln in lines if re.search(r"error|no rule", ln, re.IGNORECASE)]
+    return (tool or make or lines or ["no output"])[-1]
+
+
+def _collect(staging: Path, version: str, variant: Variant) -> None:
+    """Move the .so and its two symlinks out of ``obj`` into ``staging``; drop ``obj``."""
+    obj = staging / "obj"
+    real = obj / f"libbpf.so.{version}"
+    if not real.is_file():
+        _fail(staging / "build.log", version, variant, f"make produced no {real.name}")
+    os.replace(real, staging / real.name)
+    (staging / "libbpf.so.1").symlink_to(real.name)
+    (staging / "libbpf.so").symlink_to("libbpf.so.1")
+    shutil.rmtree(obj)
+
+
+def _write_info(staging: Path, version: str, variant: Variant, seconds: float) -> None:
+    chosen = flags(variant)
+    so = staging / f"libbpf.so.{version}"
+    info = {
+        "version": version,
+        "debian_version": debsrc.RELEASES[version],
+        "variant": variant,
+        "cc": CC,
+        "cc_version": _cc_version(),
+        "cflags": chosen.cflags,
+        "ldflags": chosen.ldflags,
+        "so": so.name,
+        "sha256": hashlib.sha256(so.read_bytes()).hexdigest(),
+        "build_seconds": round(seconds, 1),
+    }
+    (staging / "build.json").write_text(json.dumps(info, indent=2) + "\n")
+
+
+def _cc_version() -> str:
+    result = subprocess.run([CC, "--version"], capture_output=True, text=True, check=False)
+    return (result.stdout.splitlines() or ["unknown"])[0]

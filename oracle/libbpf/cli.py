@@ -1,0 +1,78 @@
+"""``sec-oracle libbpf``: build and list the libbpf targets of ``--libbpf``.
+
+Commands:
+  ``libbpf build TARGET...``  resolve each target (building a release on first
+                              use) and print the path of its .so, one a line
+  ``libbpf list``             ``system`` and every build in the cache: target,
+                              variant, what the library reports, the oracle
+                              table it selects, path
+
+Rules:
+- Only parsing and printing here; the work is in ``targets`` and ``build``.
+- ``list`` never builds, and a target that fails to load is listed with its
+  one-line error instead of stopping the listing.
+- Errors are ``OracleError``s, which the top-level CLI prints in one line, exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from oracle.errors import OracleError
+from oracle.libbpf import build as builder
+from oracle.libbpf.targets import SYNTAX, Target, probe, resolve
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``libbpf`` group to the top-level parser's subcommands."""
+    group = subparsers.add_parser("libbpf", help="build and list libbpf targets")
+    commands = group.add_subparsers(dest="libbpf_command", required=True)
+    build = commands.add_parser("build", help="build a target if needed; print its .so path")
+    build.add_argument("targets", nargs="+", metavar="TARGET", help=SYNTAX)
+    build.set_defaults(handler=run_build)
+    listing = commands.add_parser("list", help="list system and the cached builds")
+    listing.add_argument("--json", action="store_true", help="one JSON object per line")
+    listing.set_defaults(handler=run_list)
+
+
+def run_build(args: argparse.Namespace) -> int:
+    for spec in args.targets:
+        print(resolve(spec).path, flush=True)
+    return 0
+
+
+def run_list(args: argparse.Namespace) -> int:
+    rows = [_row(spec) for spec in _listed_specs()]
+    if args.json:
+        for row in rows:
+            print(json.dumps(row))
+        return 0
+    columns = ("target", "variant", "reports", "table", "path")
+    widths = [max(len(c), *(len(str(r[c])) for r in rows)) for c in columns[:-1]]
+    print("  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=False)) + "  PATH")
+    for row in rows:
+        cells = [str(row[c]).ljust(w) for c, w in zip(columns, widths, strict=False)]
+        error = f"  ({row['error']})" if row["error"] else ""
+        print("  ".join(cells) + f"  {row['path']}{error}")
+    return 0
+
+
+def _listed_specs() -> list[str]:
+    return ["system", *(builder.spec(v, variant) for v, variant, _ in builder.published())]
+
+
+def _row(spec: str) -> dict[str, Any]:
+    row: dict[str, Any] = {"target": spec}
+    row.update(dict.fromkeys(("variant", "reports", "table", "path"), "-"), error=None)
+    try:
+        target: Target = resolve(spec, build=False)
+        row.update(variant=target.variant, path=str(target.path))
+        info = probe(target)
+    except OracleError as exc:
+        row["error"] = f"error: {exc}"
+        return row
+    row["reports"] = f"{info.version_string} ({info.major}.{info.minor})"
+    row["table"] = info.table_version or "none"
+    return row
