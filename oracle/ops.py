@@ -171,6 +171,15 @@ FAULT_KINDS: Final = ("null_out", "abort", "hang")
 
 Op: TypeAlias = Register | Unregister | ProgTypeByName | AttachTypeByName | Fault
 
+#: The one name of each op kind, used by traces, reports, signatures and reproducers.
+OP_NAMES: Final[dict[type, str]] = {
+    Register: "register",
+    Unregister: "unregister",
+    ProgTypeByName: "prog_type_by_name",
+    AttachTypeByName: "attach_type_by_name",
+    Fault: "fault",
+}
+
 #: Number of out-parameters each op kind reports in its ``Answer``.
 OUT_ARITY: Final[dict[type, int]] = {
     Register: 0,

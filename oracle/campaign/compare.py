@@ -1,0 +1,96 @@
+"""Comparing libbpf's answers with the oracle's, and the signatures of what differs.
+
+Rules:
+- Answers are compared op by op, in order; the first difference ends the case
+  (later answers depend on state that has already diverged).
+- A signature names the kind of a finding, not its instance, so findings
+  deduplicate: ``divergence:<op>:<field>:<expected class>-><actual class>``
+  where a field is ``rc`` or ``out<N>`` and a class is ``ok`` (0), ``id``
+  (> 0), an errno name (< 0), ``untouched`` or ``set`` (out-parameters).
+"""
+
+from __future__ import annotations
+
+import errno
+import signal
+from dataclasses import dataclass
+
+from oracle.ops import OP_NAMES, Answer, Op
+
+
+def errno_name(rc: int) -> str:
+    """``-22`` -> ``-EINVAL``; other values as digits."""
+    if rc < 0 and -rc in errno.errorcode:
+        return "-" + errno.errorcode[-rc]
+    return str(rc)
+
+
+def rc_class(rc: int) -> str:
+    if rc == 0:
+        return "ok"
+    if rc > 0:
+        return "id"
+    return errno_name(rc)
+
+
+def out_class(value: int | None) -> str:
+    return "untouched" if value is None else "set"
+
+
+@dataclass(frozen=True, slots=True)
+class Divergence:
+    """The first op whose answers differ."""
+
+    index: int
+    op: Op
+    expected: Answer
+    actual: Answer
+
+    @property
+    def field(self) -> str:
+        if self.expected.rc != self.actual.rc:
+            return "rc"
+        for i, (want, got) in enumerate(zip(self.expected.out, self.actual.out, strict=False)):
+            if want != got:
+                return f"out{i}"
+        return "out"
+
+    @property
+    def signature(self) -> str:
+        field = self.field
+        if field == "rc":
+            classes = f"{rc_class(self.expected.rc)}->{rc_class(self.actual.rc)}"
+        else:
+            i = int(field[3:]) if field[3:] else 0
+            want = self.expected.out[i] if i < len(self.expected.out) else None
+            got = self.actual.out[i] if i < len(self.actual.out) else None
+            classes = f"{out_class(want)}->{out_class(got)}"
+        return f"divergence:{OP_NAMES[type(self.op)]}:{field}:{classes}"
+
+    def describe(self) -> str:
+        return (f"op {self.index} {OP_NAMES[type(self.op)]}: expected {show(self.expected)},"
+                f" libbpf gave {show(self.actual)}")
+
+
+def show(answer: Answer) -> str:
+    outs = ", ".join("untouched" if v is None else str(v) for v in answer.out)
+    return errno_name(answer.rc) + (f" ({outs})" if outs else "")
+
+
+def first_divergence(
+    ops: list[Op], expected: list[Answer], actual: list[Answer]
+) -> Divergence | None:
+    """The first op whose answers differ, over the ops both sides answered."""
+    for i, (want, got) in enumerate(zip(expected, actual, strict=False)):
+        if want != got:
+            return Divergence(i, ops[i], want, got)
+    return None
+
+
+def signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"SIG{number}"
+
+

@@ -1,0 +1,158 @@
+"""The fast case generator for time-boxed campaigns.
+
+A case is a short list of ops (``oracle.ops``) run on a fresh libbpf process.
+The generator aims at the edges of the model, not at volume:
+
+- names and patterns are built from the release's built-in stems, from the
+  patterns registered earlier in the case, and from separators and suffixes
+  (``/``, ``+``, ``.s``, ``?``), truncated or extended by a byte, case-flipped,
+  empty, one byte, long (up to 300 bytes), or arbitrary non-NUL bytes;
+- ``sec`` takes all three forms and NULL (the fallback), with duplicates of
+  earlier patterns;
+- opts are None, standard, or with an interesting ``sz`` (0..7, each field
+  boundary, 40, 41, 48, 4096, 2**63, 2**64-1) and zero or non-zero tails;
+- unregisters name earlier registrations (``HandleRef``), the fallback, or
+  arbitrary ints (0, negative, far too large), interleaved with lookups.
+
+Invariants: every generated op is valid for ``HandlerOpts`` (its buffer holds
+``sz`` bytes unless ``sz`` has bit 63 set); the generator is deterministic for a
+seed; ``HandleRef(n)`` only names a ``Register`` that comes earlier in the case.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from typing import Final
+
+from oracle.model.versions import Profile
+from oracle.ops import (
+    OPTS_STRUCT_SIZE,
+    AttachTypeByName,
+    Callback,
+    HandleRef,
+    HandlerOpts,
+    Op,
+    ProgTypeByName,
+    Register,
+    Unregister,
+)
+
+SUFFIXES: Final = (b"", b"/", b"+", b"/x", b"/a/b", b".s", b".s/x", b"//", b"/+", b"+/", b"x",
+                   b"/LLC-load-misses", b"/do_sys_open", b".multi", b".w", b"?")
+SZ_CHOICES: Final = (0, 1, 7, 8, 12, 15, 16, 17, 23, 24, 31, 32, 39, 40, 41, 48, 64, 4096,
+                     2**63, 2**64 - 1)
+WEIRD_INTS: Final = (0, -1, -(2**31), 2**31 - 1, 1000)
+ENUM_EDGES: Final = (0, 1, 2, 31, 32, 2**31 - 1, 2**31, 2**32 - 1)
+
+
+class CaseGenerator:
+    """Deterministic random cases for one release (see module rules)."""
+
+    def __init__(self, release: Profile, seed: int, *, allow_empty_sec: bool = True) -> None:
+        self.rng = random.Random(seed)
+        self.allow_empty_sec = allow_empty_sec
+        defs = release.table.section_defs
+        self.stems: tuple[bytes, ...] = tuple(sorted({d.sec.rstrip(b"+/") for d in defs}))
+        self.patterns: tuple[bytes, ...] = tuple(d.sec for d in defs)
+        self.prog_types = tuple(sorted(set(release.table.prog_types.values())))
+        self.attach_types = tuple(sorted(set(release.table.attach_types.values())))
+
+    # -- strings ----------------------------------------------------------------
+
+    def _base(self, seen: Sequence[bytes]) -> bytes:
+        rng = self.rng
+        roll = rng.random()
+        if seen and roll < 0.45:
+            return rng.choice(seen)
+        if roll < 0.8:
+            return rng.choice(self.stems)
+        if roll < 0.9:
+            return rng.choice(self.patterns)
+        return bytes(rng.choice(b"ab/+.?xs") for _ in range(rng.randint(0, 4)))
+
+    def mutate(self, text: bytes) -> bytes:
+        """One of the edits campaigns need: affixes, truncation, extension, case, bytes."""
+        rng = self.rng
+        roll = rng.random()
+        if roll < 0.35:
+            return text.rstrip(b"+/") + rng.choice(SUFFIXES)
+        if roll < 0.45 and text:
+            return text[: rng.randrange(len(text))]
+        if roll < 0.55:
+            return text + bytes([rng.choice(b"/+.ax")])
+        if roll < 0.6:
+            return text.swapcase()
+        if roll < 0.65:
+            return b"?" + text
+        if roll < 0.68:
+            return text * rng.randint(2, 40)
+        if roll < 0.72:
+            return bytes(rng.randint(1, 255) for _ in range(rng.randint(1, 8)))
+        return text
+
+    def name(self, seen: Sequence[bytes]) -> bytes:
+        return self.mutate(self._base(seen))
+
+    def sec(self, seen: Sequence[bytes]) -> bytes | None:
+        rng = self.rng
+        if rng.random() < 0.1:
+            return None
+        pattern = self.mutate(self._base(seen))
+        if not pattern and not self.allow_empty_sec:
+            return b"e"
+        return pattern
+
+    # -- numbers and opts ---------------------------------------------------------
+
+    def enum(self, values: Sequence[int]) -> int:
+        return self.rng.choice(values) if self.rng.random() < 0.85 else self.rng.choice(ENUM_EDGES)
+
+    def opts(self) -> HandlerOpts | None:
+        rng = self.rng
+        roll = rng.random()
+        if roll < 0.4:
+            return None
+        callbacks = [Callback(rng.choice((0, 0, -1, 1))) if rng.random() < 0.5 else None
+                     for _ in range(3)]
+        cookie = rng.choice((0, 1, -1, 2**63 - 1, -(2**63), rng.getrandbits(32)))
+        if roll < 0.7:
+            return HandlerOpts(cookie=cookie, prog_setup_fn=callbacks[0],
+                               prog_prepare_load_fn=callbacks[1], prog_attach_fn=callbacks[2])
+        sz = rng.choice(SZ_CHOICES)
+        tail_len = max(0, sz - OPTS_STRUCT_SIZE) if sz < 2**63 else rng.choice((0, 8))
+        tail_len += rng.choice((0, 0, 8))  # bytes beyond sz, never read
+        tail = bytearray(tail_len)
+        if tail and rng.random() < 0.4:
+            tail[rng.randrange(tail_len)] = rng.randint(1, 255)
+        return HandlerOpts(sz=sz, cookie=cookie, prog_setup_fn=callbacks[0],
+                           prog_prepare_load_fn=callbacks[1], prog_attach_fn=callbacks[2],
+                           tail=bytes(tail))
+
+    # -- cases --------------------------------------------------------------------
+
+    def case(self, max_ops: int = 24) -> list[Op]:
+        """One case: registrations, unregisters and lookups, interleaved."""
+        rng = self.rng
+        ops: list[Op] = []
+        seen: list[bytes] = []
+        registers = 0
+        for _ in range(rng.randint(1, max_ops)):
+            roll = rng.random()
+            if roll < 0.35:
+                sec = self.sec(seen)
+                if sec is not None:
+                    seen.append(sec)
+                ops.append(Register(sec, self.enum(self.prog_types),
+                                    self.enum(self.attach_types), self.opts()))
+                registers += 1
+            elif roll < 0.45:
+                target: HandleRef | int = (HandleRef(rng.randrange(registers))
+                                           if registers and rng.random() < 0.85
+                                           else rng.choice(WEIRD_INTS))
+                ops.append(Unregister(target))
+            elif roll < 0.8:
+                ops.append(ProgTypeByName(None if rng.random() < 0.02 else self.name(seen)))
+            else:
+                ops.append(AttachTypeByName(None if rng.random() < 0.02 else self.name(seen)))
+        return ops
