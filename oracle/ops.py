@@ -191,11 +191,31 @@ OUT_ARITY: Final[dict[type, int]] = {
 
 
 @dataclass(frozen=True, slots=True)
+class CallbackCall:
+    """One call of a handler callback by libbpf, as part of an op's answer.
+
+    ``callback`` is ``prog_setup_fn``, ``prog_prepare_load_fn`` or
+    ``prog_attach_fn``; ``registration`` is the index of the ``Register`` op
+    (the ``HandleRef`` numbering) whose opts carried it; ``ret`` is what the
+    callback returned to libbpf.
+    """
+
+    callback: str
+    registration: int
+    program: bytes
+    section: bytes
+    cookie: int
+    ret: int
+
+
+@dataclass(frozen=True, slots=True)
 class Answer:
-    """libbpf's answer to one op: return value and out-parameters (None = untouched)."""
+    """libbpf's answer to one op: return value, out-parameters (None = untouched),
+    and the handler callbacks libbpf called during the op, in order."""
 
     rc: int
     out: tuple[int | None, ...] = field(default=())
+    calls: tuple[CallbackCall, ...] = field(default=())
 
 
 def resolve_handler(op: Unregister, register_results: list[int]) -> int:

@@ -46,7 +46,7 @@ from typing import Any, Final
 from cffi import FFI
 
 from oracle.errors import LibbpfError
-from oracle.ops import Callback, HandlerOpts, Name
+from oracle.ops import Callback, CallbackCall, HandlerOpts, Name
 
 CDEF: Final = """
 struct bpf_object;
@@ -114,22 +114,6 @@ class LogLine:
 
     level: int
     text: str
-
-
-@dataclass(frozen=True, slots=True)
-class CallbackCall:
-    """One call of a handler callback by libbpf.
-
-    ``registration`` is the index of the ``Register`` op (in the same numbering
-    as ``HandleRef``) whose opts carried the callback.
-    """
-
-    callback: str
-    registration: int
-    program: bytes
-    section: bytes
-    cookie: int
-    ret: int
 
 
 def c_name(value: Name) -> Any:

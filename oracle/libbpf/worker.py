@@ -72,11 +72,12 @@ from types import TracebackType
 from typing import Any, Final, Literal, Protocol, TypeAlias
 
 from oracle.errors import BadArgumentError, LibbpfError
-from oracle.libbpf.binding import CallbackCall, Libbpf, LogLine
+from oracle.libbpf.binding import Libbpf, LogLine
 from oracle.ops import (
     Answer,
     AttachTypeByName,
     Callback,
+    CallbackCall,
     Fault,
     HandleRef,
     HandlerOpts,
@@ -116,11 +117,10 @@ CrashKind: TypeAlias = Literal["crash", "hang", "exit"]
 
 @dataclass(frozen=True, slots=True)
 class OpResult:
-    """libbpf's answer to one op, with the log lines and callback calls it caused."""
+    """libbpf's answer to one op (callback calls included), with the log lines it caused."""
 
     answer: Answer
     log: tuple[LogLine, ...] = ()
-    calls: tuple[CallbackCall, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,7 +148,7 @@ class BatchResult:
 
 def to_result(raw: RawResult) -> OpResult:
     """An ``OpResult`` from ``execute``'s raw tuple."""
-    return OpResult(Answer(raw[0], raw[1]), raw[2], raw[3])
+    return OpResult(Answer(raw[0], raw[1], raw[3]), raw[2])
 
 
 # ---------------------------------------------------------------------------

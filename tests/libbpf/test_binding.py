@@ -17,12 +17,13 @@ from pathlib import Path
 import pytest
 
 from oracle.errors import LibbpfError
-from oracle.libbpf.binding import CANARIES, CallbackCall, Libbpf, LogLine, ffi
+from oracle.libbpf.binding import CANARIES, Libbpf, LogLine, ffi
 from oracle.libbpf.worker import Session, execute, run_inprocess
 from oracle.ops import (
     Answer,
     AttachTypeByName,
     Callback,
+    CallbackCall,
     HandlerOpts,
     Op,
     ProgTypeByName,
