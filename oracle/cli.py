@@ -21,6 +21,9 @@ from oracle.errors import OracleError
 
 #: modules that define ``register(subparsers)`` for a group of subcommands
 GROUPS: Final = (
+    "oracle.campaign.cli",
+    "oracle.replay",
+    "oracle.record",
     "oracle.tables.cli",
     "oracle.libbpf.cli",
     "oracle.bench",

@@ -22,15 +22,21 @@ Rules and invariants:
   (printed ``h<n>``).  Each side resolves it against its own results.
 - Answers: every op yields an ``Answer``: ``rc`` is libbpf's return value
   (negative errno on error) and ``out`` the out-parameters in order, ``None``
-  for an out-parameter libbpf left untouched.
+  for an out-parameter libbpf left untouched; an out value is an ``int``, or
+  ``bytes`` for a C string a getter returned (``ProgInfo``).
+- Object lifecycle ops (``Open`` .. ``Close``) name objects with ``ObjRef(n)``
+  (printed ``obj<n>``) and programs by index; the harness conventions they
+  share are listed above their definitions.
 """
 
 from __future__ import annotations
 
+import errno
 import struct
 from dataclasses import dataclass, field
 from typing import Final, TypeAlias
 
+from oracle.bpfelf import ObjectSpec
 from oracle.errors import BadArgumentError
 
 INT_MAX: Final = 2**31 - 1
@@ -38,6 +44,22 @@ U32_MASK: Final = 2**32 - 1
 OPTS_STRUCT_SIZE: Final = 40  # offsetofend(struct libbpf_prog_handler_opts, prog_attach_fn)
 
 Name: TypeAlias = bytes | None
+#: one out-parameter of an ``Answer``: an int, the bytes of a C string, or None (untouched)
+OutValue: TypeAlias = int | bytes | None
+
+
+def zero_check_len(sz: int) -> int:
+    """How many bytes past the 40-byte struct ``libbpf_validate_opts`` reads for ``sz``.
+
+    libbpf passes ``(ssize_t)user_sz - opts_sz`` as ``libbpf_is_mem_zeroed``'s
+    ``ssize_t len``.  ``opts_sz`` is a ``size_t``, so the subtraction happens in
+    ``size_t`` and the result is read back as signed: a length is checked only
+    when ``(sz - 40) mod 2**64`` is below ``2**63``.  So ``sz < 40`` and
+    ``sz >= 2**63 + 40`` read nothing past the struct, while ``sz`` in
+    ``[2**63, 2**63 + 39]`` makes libbpf scan about ``2**63`` bytes.
+    """
+    length = (sz - OPTS_STRUCT_SIZE) % 2**64
+    return length if length < 2**63 else 0
 
 
 def as_c_string(value: object, what: str) -> Name:
@@ -100,8 +122,8 @@ class HandlerOpts:
             raise BadArgumentError(f"opts.sz {self.sz} does not fit size_t")
         if not -(2**63) <= self.cookie < 2**63:
             raise BadArgumentError(f"opts.cookie {self.cookie} does not fit a C long")
-        if self.sz < 2**63 and self.sz > OPTS_STRUCT_SIZE + len(self.tail):
-            # libbpf reads sz bytes; a caller that passes fewer has a bug of its own.
+        if zero_check_len(self.sz) > len(self.tail):
+            # libbpf reads that far; a caller that passes fewer bytes has a bug of its own.
             raise BadArgumentError(
                 f"opts.sz {self.sz} is larger than the {OPTS_STRUCT_SIZE + len(self.tail)}"
                 " bytes passed: libbpf would read past the caller's buffer"
@@ -169,7 +191,110 @@ class Fault:
 
 FAULT_KINDS: Final = ("null_out", "abort", "hang")
 
-Op: TypeAlias = Register | Unregister | ProgTypeByName | AttachTypeByName | Fault
+
+# ---------------------------------------------------------------------------
+# object lifecycle ops (bpf_object__open_mem .. bpf_object__close)
+#
+# Harness conventions, applied identically by the oracle and the worker
+# (neither calls libbpf for them):
+# - ``ObjRef(n)`` ("obj<n>") is the object the n-th ``Open`` of the sequence
+#   returned (0-based, failed Opens count).  Naming an Open that has not
+#   happened yet is a ``BadArgumentError`` (like ``HandleRef``).
+# - An op naming an object that is not open (its Open failed, or it was
+#   closed) answers ``NO_OBJECT`` (-EBADF) with every out-parameter None.
+# - A program index outside ``0 <= prog < number of programs`` (in
+#   ``bpf_object__next_program`` order) answers ``NO_PROGRAM`` (-ENOENT),
+#   out-parameters None.
+# - When the bpf() syscall is not permitted to the process, ``Load`` and
+#   ``Attach`` answer ``NO_BPF`` (-ENOSYS) without calling libbpf and without
+#   changing any state (the worker probes bpf() once; the oracle is told with
+#   ``Oracle(version, bpf=False)``).
+# - A callback libbpf calls returns the ``Callback.ret`` of the registering
+#   op; the harness's ``prog_attach_fn`` never sets ``*link``.  A link that
+#   ``Attach`` does get (a built-in handler) is destroyed right away.
+
+
+@dataclass(frozen=True, slots=True)
+class ObjRef:
+    """The object the n-th ``Open`` of a sequence returned (``obj<n>``)."""
+
+    index: int
+
+    def __str__(self) -> str:
+        return f"obj{self.index}"
+
+
+@dataclass(frozen=True, slots=True)
+class Open:
+    """``bpf_object__open_mem(buf, size, NULL)``: an ``ObjectSpec`` (built with
+    ``oracle.bpfelf.build_object``) or raw, possibly malformed, object bytes.
+
+    Answer: rc 0 or -errno; out ``(number of programs,)`` (None on failure);
+    calls: the ``prog_setup_fn`` calls.
+    """
+
+    obj: ObjectSpec | bytes
+
+
+@dataclass(frozen=True, slots=True)
+class ProgInfo:
+    """The ``prog``-th program's getters: out ``(bpf_program__name,
+    bpf_program__section_name, bpf_program__type,
+    bpf_program__expected_attach_type, bpf_program__autoload as 0/1)``; rc 0."""
+
+    obj: ObjRef
+    prog: int
+
+
+@dataclass(frozen=True, slots=True)
+class SetType:
+    """``bpf_program__set_type(prog, prog_type)``."""
+
+    obj: ObjRef
+    prog: int
+    prog_type: int
+
+
+@dataclass(frozen=True, slots=True)
+class SetAutoload:
+    """``bpf_program__set_autoload(prog, autoload)``."""
+
+    obj: ObjRef
+    prog: int
+    autoload: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Load:
+    """``bpf_object__load(obj)``; calls: the ``prog_prepare_load_fn`` calls."""
+
+    obj: ObjRef
+
+
+@dataclass(frozen=True, slots=True)
+class Attach:
+    """``bpf_program__attach(prog)``: rc 0 (a link, destroyed at once) or
+    ``libbpf_get_error``; calls: the ``prog_attach_fn`` calls."""
+
+    obj: ObjRef
+    prog: int
+
+
+@dataclass(frozen=True, slots=True)
+class Close:
+    """``bpf_object__close(obj)``: rc 0 (or ``NO_OBJECT``)."""
+
+    obj: ObjRef
+
+
+NO_OBJECT: Final = -errno.EBADF
+NO_PROGRAM: Final = -errno.ENOENT
+NO_BPF: Final = -errno.ENOSYS
+
+LifecycleOp: TypeAlias = Open | ProgInfo | SetType | SetAutoload | Load | Attach | Close
+Op: TypeAlias = (
+    Register | Unregister | ProgTypeByName | AttachTypeByName | Fault | LifecycleOp
+)
 
 #: The one name of each op kind, used by traces, reports, signatures and reproducers.
 OP_NAMES: Final[dict[type, str]] = {
@@ -178,6 +303,13 @@ OP_NAMES: Final[dict[type, str]] = {
     ProgTypeByName: "prog_type_by_name",
     AttachTypeByName: "attach_type_by_name",
     Fault: "fault",
+    Open: "open",
+    ProgInfo: "prog_info",
+    SetType: "set_type",
+    SetAutoload: "set_autoload",
+    Load: "load",
+    Attach: "attach",
+    Close: "close",
 }
 
 #: Number of out-parameters each op kind reports in its ``Answer``.
@@ -187,6 +319,13 @@ OUT_ARITY: Final[dict[type, int]] = {
     ProgTypeByName: 2,
     AttachTypeByName: 1,
     Fault: 0,
+    Open: 1,
+    ProgInfo: 5,
+    SetType: 0,
+    SetAutoload: 0,
+    Load: 0,
+    Attach: 0,
+    Close: 0,
 }
 
 
@@ -214,7 +353,7 @@ class Answer:
     and the handler callbacks libbpf called during the op, in order."""
 
     rc: int
-    out: tuple[int | None, ...] = field(default=())
+    out: tuple[OutValue, ...] = field(default=())
     calls: tuple[CallbackCall, ...] = field(default=())
 
 
@@ -225,3 +364,10 @@ def resolve_handler(op: Unregister, register_results: list[int]) -> int:
             raise BadArgumentError(f"{op.handler} names a registration that has not happened")
         return register_results[op.handler.index]
     return as_c_int(op.handler, "handler_id")
+
+
+def check_obj_ref(ref: ObjRef, opens: int) -> int:
+    """The index an ``ObjRef`` names, given how many ``Open`` s this side has run."""
+    if not 0 <= ref.index < opens:
+        raise BadArgumentError(f"{ref} names an Open that has not happened")
+    return ref.index

@@ -4,6 +4,11 @@ Each case is ``(id, ops, answers)``: the ops run on a fresh process (a fresh
 ``Oracle`` or a fresh libbpf worker) and must give exactly these answers. The
 unit tests run them on the oracle for every release; the differential tests
 run the same data on real libbpf.
+
+Where the model follows the spec rather than libbpf (the registry changing
+under an open object, D13 and D14), ``MODEL_ANSWERS[id]`` holds the oracle's
+answers; ``answers`` stay libbpf's.  Cases with object lifecycle ops are in
+``LIFECYCLE_CASES``; the documented ids are ``CASES`` then ``LIFECYCLE_CASES``.
 """
 
 from __future__ import annotations
@@ -11,13 +16,19 @@ from __future__ import annotations
 import errno
 from typing import Final
 
+from oracle.bpfelf import ObjectSpec, Program
 from oracle.ops import (
     Answer,
+    Attach,
     AttachTypeByName,
     Callback,
+    CallbackCall,
     HandleRef,
     HandlerOpts,
+    Load,
+    ObjRef,
     Op,
+    Open,
     ProgTypeByName,
     Register,
     Unregister,
@@ -30,6 +41,28 @@ PERF_EVENT: Final = 7
 U32_MAX: Final = 2**32 - 1
 ESRCH = Answer(-errno.ESRCH, (None, None))
 EINVAL_1 = Answer(-errno.EINVAL, (None,))
+SOCKET_FILTER = 1
+ONE_PROG = ObjectSpec((Program(b"unclaimed"),))
+
+
+def _fallback(prog_type: int, cookie: int) -> Register:
+    """A fallback handler with prepare and attach callbacks (both return 0)."""
+    return Register(None, prog_type, 0, HandlerOpts(cookie=cookie,
+                                                    prog_prepare_load_fn=Callback(0),
+                                                    prog_attach_fn=Callback(0)))
+
+
+def _calls(registration: int, cookie: int) -> tuple[Answer, Answer]:
+    """The Load and Attach answers when ``registration``'s callbacks run on prog0."""
+    def call(kind: str) -> tuple[CallbackCall, ...]:
+        return (CallbackCall(kind, registration, b"prog0", b"unclaimed", cookie, 0),)
+    return (Answer(0, (), call("prog_prepare_load_fn")),
+            Answer(-errno.EOPNOTSUPP, (), call("prog_attach_fn")))
+
+
+D13_OPS: Final[list[Op]] = [_fallback(SOCKET_FILTER, 10), Open(ONE_PROG), Unregister(HandleRef(0)),
+                            Load(ObjRef(0)), Attach(ObjRef(0), 0)]
+D14_OPS: Final[list[Op]] = [*D13_OPS[:3], _fallback(2, 99), Load(ObjRef(0)), Attach(ObjRef(0), 0)]
 
 CASES: Final[list[tuple[str, list[Op], list[Answer]]]] = [
     ("D1", [Register(b"a", 0, 0), Unregister(0)], [Answer(1), Answer(-errno.EINVAL)]),
@@ -100,3 +133,24 @@ CASES: Final[list[tuple[str, list[Op], list[Answer]]]] = [
          Answer(-errno.ENOENT)],
     ),
 ]
+
+#: cases that use the object lifecycle ops (Open .. Close), kept apart from
+#: ``CASES`` until every consumer of ``CASES`` (traces, C reproducers) speaks them
+LIFECYCLE_CASES: Final[list[tuple[str, list[Op], list[Answer]]]] = [
+    (
+        "D13",
+        D13_OPS,
+        [Answer(1), Answer(0, (1,)), Answer(0), Answer(0), Answer(-errno.EOPNOTSUPP)],
+    ),
+    (
+        "D14",
+        D14_OPS,
+        [Answer(1), Answer(0, (1,)), Answer(0), Answer(2), *_calls(1, 99)],
+    ),
+]
+
+#: the oracle's answers where it follows the spec, not libbpf (see module docs)
+MODEL_ANSWERS: Final[dict[str, list[Answer]]] = {
+    "D13": [Answer(1), Answer(0, (1,)), Answer(0), *_calls(0, 10)],
+    "D14": [Answer(1), Answer(0, (1,)), Answer(0), Answer(2), *_calls(0, 10)],
+}

@@ -33,7 +33,7 @@ def rc_class(rc: int) -> str:
     return errno_name(rc)
 
 
-def out_class(value: int | None) -> str:
+def out_class(value: int | bytes | None) -> str:
     return "untouched" if value is None else "set"
 
 

@@ -10,12 +10,12 @@ The generator aims at the edges of the model, not at volume:
 - ``sec`` takes all three forms and NULL (the fallback), with duplicates of
   earlier patterns;
 - opts are None, standard, or with an interesting ``sz`` (0..7, each field
-  boundary, 40, 41, 48, 4096, 2**63, 2**64-1) and zero or non-zero tails;
+  boundary, 40, 41, 48, 4096, 2**63+40, 2**64-1) and zero or non-zero tails;
 - unregisters name earlier registrations (``HandleRef``), the fallback, or
   arbitrary ints (0, negative, far too large), interleaved with lookups.
 
 Invariants: every generated op is valid for ``HandlerOpts`` (its buffer holds
-``sz`` bytes unless ``sz`` has bit 63 set); the generator is deterministic for a
+what libbpf reads, ``oracle.ops.zero_check_len``); the generator is deterministic for a
 seed; ``HandleRef(n)`` only names a ``Register`` that comes earlier in the case.
 """
 
@@ -27,7 +27,6 @@ from typing import Final
 
 from oracle.model.versions import Profile
 from oracle.ops import (
-    OPTS_STRUCT_SIZE,
     AttachTypeByName,
     Callback,
     HandleRef,
@@ -36,12 +35,13 @@ from oracle.ops import (
     ProgTypeByName,
     Register,
     Unregister,
+    zero_check_len,
 )
 
 SUFFIXES: Final = (b"", b"/", b"+", b"/x", b"/a/b", b".s", b".s/x", b"//", b"/+", b"+/", b"x",
                    b"/LLC-load-misses", b"/do_sys_open", b".multi", b".w", b"?")
 SZ_CHOICES: Final = (0, 1, 7, 8, 12, 15, 16, 17, 23, 24, 31, 32, 39, 40, 41, 48, 64, 4096,
-                     2**63, 2**64 - 1)
+                     2**63 + 40, 2**64 - 1)
 WEIRD_INTS: Final = (0, -1, -(2**31), 2**31 - 1, 1000)
 ENUM_EDGES: Final = (0, 1, 2, 31, 32, 2**31 - 1, 2**31, 2**32 - 1)
 
@@ -120,7 +120,7 @@ class CaseGenerator:
             return HandlerOpts(cookie=cookie, prog_setup_fn=callbacks[0],
                                prog_prepare_load_fn=callbacks[1], prog_attach_fn=callbacks[2])
         sz = rng.choice(SZ_CHOICES)
-        tail_len = max(0, sz - OPTS_STRUCT_SIZE) if sz < 2**63 else rng.choice((0, 8))
+        tail_len = zero_check_len(sz) or rng.choice((0, 8))
         tail_len += rng.choice((0, 0, 8))  # bytes beyond sz, never read
         tail = bytearray(tail_len)
         if tail and rng.random() < 0.4:

@@ -5,8 +5,9 @@ Rules:
   the original (``Failing`` returns the signature, or None when it passes).
 - Whole calls go first, with the calls that depend on them: removing the k-th
   ``Register`` also removes every ``Unregister(HandleRef(k))`` and renumbers the
-  later ``HandleRef`` s, so every candidate is a well-formed case
-  (``drop_ops``).  Chunks are tried from large to single ops (ddmin style).
+  later ``HandleRef`` s, and removing the k-th ``Open`` removes every op on
+  ``ObjRef(k)`` and renumbers the later ``ObjRef`` s, so every candidate is a
+  well-formed case (``drop_ops``).  Chunks are tried from large to single ops (ddmin style).
 - Then arguments are simplified op by op (``simpler_ops``): strings get
   shorter, opts become NULL or standard, numbers become 0, until nothing
   simpler still fails.
@@ -20,34 +21,54 @@ import dataclasses
 from collections.abc import Callable, Iterator, Sequence
 
 from oracle.ops import (
+    Attach,
     AttachTypeByName,
+    Close,
     HandleRef,
     HandlerOpts,
+    Load,
+    ObjRef,
     Op,
+    Open,
+    ProgInfo,
     ProgTypeByName,
     Register,
+    SetAutoload,
+    SetType,
     Unregister,
 )
 
 Failing = Callable[[list[Op]], str | None]
+#: the ops that name an object by ``ObjRef``
+OBJECT_OPS = (ProgInfo, SetType, SetAutoload, Load, Attach, Close)
 
 
 def drop_ops(ops: Sequence[Op], drop: set[int]) -> list[Op]:
-    """``ops`` without the indices in ``drop`` and without unregisters of dropped registers."""
+    """``ops`` without the indices in ``drop``, without unregisters of dropped registers
+    and without object ops on dropped ``Open`` s (``ObjRef`` s renumbered likewise)."""
     kept: list[Op] = []
     new_ref: dict[int, int] = {}
-    reg_index = 0
+    new_obj: dict[int, int] = {}
+    reg_index = obj_index = 0
     for i, op in enumerate(ops):
         if isinstance(op, Register):
             if i not in drop:
                 new_ref[reg_index] = len(new_ref)
             reg_index += 1
+        elif isinstance(op, Open):
+            if i not in drop:
+                new_obj[obj_index] = len(new_obj)
+            obj_index += 1
         if i in drop:
             continue
         if isinstance(op, Unregister) and isinstance(op.handler, HandleRef):
             if op.handler.index not in new_ref:
                 continue  # depends on a dropped registration
             op = Unregister(HandleRef(new_ref[op.handler.index]))
+        elif isinstance(op, OBJECT_OPS):
+            if op.obj.index not in new_obj:
+                continue  # depends on a dropped Open
+            op = dataclasses.replace(op, obj=ObjRef(new_obj[op.obj.index]))
         kept.append(op)
     return kept
 

@@ -9,6 +9,8 @@ Layout (``<cache>`` is ``debsrc.cache_dir()``, i.e. ``$SEC_ORACLE_CACHE`` when s
       ``build.log``            make's full output
   ``<cache>/build/<version>-<variant>.failed.log``  output of the last failed build
   ``<cache>/build/.<version>-<variant>.lock``       the build lock
+Other builds of a (patched) release tree, e.g. ``mutants``, publish through
+``publish()`` under a name of their own with the same rules.
 
 Variants (``VARIANTS``), all compiled with clang so they differ only in
 instrumentation:
@@ -118,7 +120,11 @@ def build_dir(version: str, variant: Variant) -> Path:
 
 def built(version: str, variant: Variant) -> Path | None:
     """The loadable ``libbpf.so.1`` of a published build, or None if not built."""
-    directory = build_dir(version, variant)
+    return published_so(build_dir(version, variant))
+
+
+def published_so(directory: Path) -> Path | None:
+    """The loadable ``libbpf.so.1`` of the build published at ``directory``, or None."""
     so = directory / "libbpf.so.1"
     return so if so.exists() and (directory / "build.json").is_file() else None
 
@@ -163,7 +169,7 @@ def build(version: str, variant: Variant = "plain") -> Path:
             return done
         preflight()
         source = debsrc.source_tree(version)
-        _build_and_publish(source, version, variant)
+        publish(source, version, variant, f"{version}-{variant}", spec(version, variant))
     done = built(version, variant)
     if done is None:  # pragma: no cover - publish either renames or raises
         raise LibbpfError(f"build of libbpf {spec(version, variant)} vanished from {root}")
@@ -189,15 +195,22 @@ def preflight() -> None:
         )
 
 
-def _build_and_publish(source: Path, version: str, variant: Variant) -> None:
+def publish(source: Path, version: str, variant: Variant, name: str, label: str,
+            extra_info: dict[str, Any] | None = None) -> None:
+    """Build the tree ``source`` of release ``version`` as ``variant``; publish ``<root>/name``.
+
+    The caller holds the lock of ``name`` and has checked it is not published
+    yet.  ``label`` names the build in errors; ``extra_info`` is added to
+    ``build.json``.  A failure keeps make's output in ``<root>/<name>.failed.log``.
+    """
     root = build_root()
     root.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=root, prefix=f".{version}-{variant}-"))
+    staging = Path(tempfile.mkdtemp(dir=root, prefix=f".{name}-"))
     try:
-        seconds = _make(source, staging, version, variant)
-        _collect(staging, version, variant)
-        _write_info(staging, version, variant, seconds)
-        final = build_dir(version, variant)
+        seconds = _make(source, staging, name, label, variant)
+        _collect(staging, version, name, label)
+        _write_info(staging, version, variant, seconds, extra_info or {})
+        final = root / name
         if final.exists():  # incomplete leftovers: built() said no
             shutil.rmtree(final)
         os.replace(staging, final)
@@ -205,7 +218,7 @@ def _build_and_publish(source: Path, version: str, variant: Variant) -> None:
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def _make(source: Path, staging: Path, version: str, variant: Variant) -> float:
+def _make(source: Path, staging: Path, name: str, label: str, variant: Variant) -> float:
     """Run make into ``staging/obj``, logging to ``staging/build.log``; the seconds taken."""
     chosen = flags(variant)
     obj = staging / "obj"
@@ -234,15 +247,15 @@ def _make(source: Path, staging: Path, version: str, variant: Variant) -> float:
         except subprocess.TimeoutExpired:
             result = None
     if result is None or result.returncode != 0:
-        _fail(log, version, variant)
+        _fail(log, name, label)
     return time.monotonic() - started
 
 
-def _fail(log: Path, version: str, variant: Variant, reason: str | None = None) -> NoReturn:
-    kept = build_root() / f"{version}-{variant}.failed.log"
+def _fail(log: Path, name: str, label: str, reason: str | None = None) -> NoReturn:
+    kept = build_root() / f"{name}.failed.log"
     os.replace(log, kept)
     why = reason or _last_error(kept.read_text(errors="replace"))
-    raise LibbpfError(f"building libbpf {spec(version, variant)} failed: {why}; full log: {kept}")
+    raise LibbpfError(f"building libbpf {label} failed: {why}; full log: {kept}")
 
 
 def _last_error(output: str) -> str:
@@ -253,19 +266,20 @@ def _last_error(output: str) -> str:
     return (tool or make or lines or ["no output"])[-1]
 
 
-def _collect(staging: Path, version: str, variant: Variant) -> None:
+def _collect(staging: Path, version: str, name: str, label: str) -> None:
     """Move the .so and its two symlinks out of ``obj`` into ``staging``; drop ``obj``."""
     obj = staging / "obj"
     real = obj / f"libbpf.so.{version}"
     if not real.is_file():
-        _fail(staging / "build.log", version, variant, f"make produced no {real.name}")
+        _fail(staging / "build.log", name, label, f"make produced no {real.name}")
     os.replace(real, staging / real.name)
     (staging / "libbpf.so.1").symlink_to(real.name)
     (staging / "libbpf.so").symlink_to("libbpf.so.1")
     shutil.rmtree(obj)
 
 
-def _write_info(staging: Path, version: str, variant: Variant, seconds: float) -> None:
+def _write_info(staging: Path, version: str, variant: Variant, seconds: float,
+                extra_info: dict[str, Any]) -> None:
     chosen = flags(variant)
     so = staging / f"libbpf.so.{version}"
     info = {
@@ -279,6 +293,7 @@ def _write_info(staging: Path, version: str, variant: Variant, seconds: float) -
         "so": so.name,
         "sha256": hashlib.sha256(so.read_bytes()).hexdigest(),
         "build_seconds": round(seconds, 1),
+        **extra_info,
     }
     (staging / "build.json").write_text(json.dumps(info, indent=2) + "\n")
 

@@ -6,9 +6,15 @@ Commands:
   ``libbpf list``             ``system`` and every build in the cache: target,
                               variant, what the library reports, the oracle
                               table it selects, path
+  ``libbpf mutant list``      the deliberately broken builds (``mutants``):
+                              name, releases, what is broken
+  ``libbpf mutant build NAME [--version V]``
+                              build that mutant of release V (default 1.7.0)
+                              if needed; print the path of its .so
 
 Rules:
-- Only parsing and printing here; the work is in ``targets`` and ``build``.
+- Only parsing and printing here; the work is in ``targets``, ``build`` and
+  ``mutants``.
 - ``list`` never builds, and a target that fails to load is listed with its
   one-line error instead of stopping the listing.
 - Errors are ``OracleError``s, which the top-level CLI prints in one line, exit 2.
@@ -22,6 +28,7 @@ from typing import Any
 
 from oracle.errors import OracleError
 from oracle.libbpf import build as builder
+from oracle.libbpf import mutants
 from oracle.libbpf.targets import SYNTAX, Target, probe, resolve
 
 
@@ -35,6 +42,15 @@ def register(subparsers: Any) -> None:
     listing = commands.add_parser("list", help="list system and the cached builds")
     listing.add_argument("--json", action="store_true", help="one JSON object per line")
     listing.set_defaults(handler=run_list)
+    mutant = commands.add_parser("mutant", help="deliberately broken builds, to test check")
+    mutant_commands = mutant.add_subparsers(dest="mutant_command", required=True)
+    mutant_list = mutant_commands.add_parser("list", help="list the mutants")
+    mutant_list.set_defaults(handler=run_mutant_list)
+    mutant_build = mutant_commands.add_parser("build", help="build a mutant; print its .so path")
+    mutant_build.add_argument("name", metavar="NAME", help="a mutant, see libbpf mutant list")
+    mutant_build.add_argument("--version", default="1.7.0", metavar="V",
+                              help="the libbpf release to break (default 1.7.0)")
+    mutant_build.set_defaults(handler=run_mutant_build)
 
 
 def run_build(args: argparse.Namespace) -> int:
@@ -56,6 +72,18 @@ def run_list(args: argparse.Namespace) -> int:
         cells = [str(row[c]).ljust(w) for c, w in zip(columns, widths, strict=False)]
         error = f"  ({row['error']})" if row["error"] else ""
         print("  ".join(cells) + f"  {row['path']}{error}")
+    return 0
+
+
+def run_mutant_list(args: argparse.Namespace) -> int:
+    width = max(len(m.name) for m in mutants.MUTANTS)
+    for m in mutants.MUTANTS:
+        print(f"{m.name.ljust(width)}  {','.join(m.versions)}  {m.description}")
+    return 0
+
+
+def run_mutant_build(args: argparse.Namespace) -> int:
+    print(mutants.build_mutant(args.version, args.name), flush=True)
     return 0
 
 

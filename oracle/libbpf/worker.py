@@ -77,8 +77,11 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Final, Literal, Protocol, TypeAlias
 
+from oracle.bpfelf import ObjectSpec, Program
 from oracle.errors import BadArgumentError, LibbpfError
+from oracle.libbpf import lifecycle
 from oracle.libbpf.binding import Libbpf, LogLine
+from oracle.model.objects import LIFECYCLE_OPS
 from oracle.ops import (
     Answer,
     AttachTypeByName,
@@ -87,7 +90,9 @@ from oracle.ops import (
     Fault,
     HandleRef,
     HandlerOpts,
+    ObjRef,
     Op,
+    OutValue,
     ProgTypeByName,
     Register,
     Unregister,
@@ -115,7 +120,7 @@ READ_SIZE: Final = 64 * 1024  # a pipe's capacity; larger reads make malloc mmap
 
 #: (rc, out, log, calls): what ``execute`` returns and the child sends back
 RawResult: TypeAlias = tuple[
-    int, tuple[int | None, ...], tuple[LogLine, ...], tuple[CallbackCall, ...]
+    int, tuple[OutValue, ...], tuple[LogLine, ...], tuple[CallbackCall, ...]
 ]
 CrashKind: TypeAlias = Literal["crash", "hang", "exit"]
 
@@ -170,6 +175,8 @@ class Session:
 
     lib: Libbpf
     register_results: list[int] = field(default_factory=list)
+    #: per ``Open``: (bpf_object, its programs), None once failed or closed (lifecycle.py)
+    objects: list[tuple[Any, list[Any]] | None] = field(default_factory=list)
 
 
 def _register(session: Session, op: Register) -> tuple[int, tuple[int | None, ...]]:
@@ -202,12 +209,13 @@ def _fault(session: Session, op: Fault) -> tuple[int, tuple[int | None, ...]]:
     raise BadArgumentError(f"unknown fault kind {op.kind!r}")
 
 
-DISPATCH: Final[dict[type, Callable[[Session, Any], tuple[int, tuple[int | None, ...]]]]] = {
+DISPATCH: Final[dict[type, Callable[[Session, Any], tuple[int, tuple[OutValue, ...]]]]] = {
     Register: _register,
     Unregister: _unregister,
     ProgTypeByName: _prog_type,
     AttachTypeByName: _attach_type,
     Fault: _fault,
+    **lifecycle.DISPATCH,
 }
 
 
@@ -254,6 +262,10 @@ WIRE_TABLE: Final = {
         HandleRef,
         LogLine,
         CallbackCall,
+        *LIFECYCLE_OPS,
+        ObjRef,
+        ObjectSpec,
+        Program,
     )
 }
 
@@ -263,7 +275,7 @@ def encode(message: object) -> bytes:
     buffer = io.BytesIO()
     buffer.write(bytes(HEADER.size))
     pickler = pickle.Pickler(buffer, protocol=PICKLE_PROTOCOL)
-    pickler.dispatch_table = WIRE_TABLE  # type: ignore[assignment]
+    pickler.dispatch_table = WIRE_TABLE
     pickler.dump(message)
     data = buffer.getbuffer()
     HEADER.pack_into(data, 0, len(data) - HEADER.size)

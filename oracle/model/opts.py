@@ -17,8 +17,11 @@ Rules (each a function below):
 - Validation, in this order: ``sz < sizeof(size_t)`` (8) is invalid ("size (N)
   is too small"); otherwise the bytes from offset 40 (the struct's known size)
   up to ``sz`` must all be zero ("has non-zero extra bytes").  The length of
-  that check is ``(ssize_t)sz - 40``: when ``sz`` has bit 63 set it is negative
-  and nothing is checked, so such a ``sz`` is valid (``tail_checked_len``).
+  that check is ``(ssize_t)sz - 40`` computed in ``size_t`` and read back as
+  ``ssize_t`` (``oracle.ops.zero_check_len``): ``sz >= 2**63 + 40`` gives a
+  negative length, nothing is checked, and such a ``sz`` is valid; ``sz`` in
+  ``[2**63, 2**63 + 39]`` would scan ~2**63 bytes, which no caller's buffer
+  holds, so ``HandlerOpts`` refuses it as a caller bug.
 - A field is read only if it lies wholly inside ``sz``
   (``sz >= offsetofend(field)``); a partly covered field reads as 0/NULL, and
   bytes inside the struct beyond ``sz`` are never checked (``field_present``).
@@ -36,7 +39,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from oracle.errors import BadArgumentError
-from oracle.ops import OPTS_STRUCT_SIZE, Callback, HandlerOpts
+from oracle.ops import OPTS_STRUCT_SIZE, Callback, HandlerOpts, zero_check_len
 
 SIZEOF_SIZE_T: Final = 8
 
@@ -64,13 +67,8 @@ NO_OPTS: Final = EffectiveOpts()
 
 
 def tail_checked_len(sz: int) -> int:
-    """``(ssize_t)user_sz - opts_sz``: how many bytes past offset 40 must be zero.
-
-    ``sz`` is a ``size_t``; cast to ``ssize_t`` a value with bit 63 set is
-    negative, and ``libbpf_is_mem_zeroed`` with a negative length checks nothing.
-    """
-    signed = sz - 2**64 if sz >= 2**63 else sz
-    return max(0, signed - OPTS_STRUCT_SIZE)
+    """``(ssize_t)user_sz - opts_sz``: how many bytes past offset 40 must be zero."""
+    return zero_check_len(sz)
 
 
 def opts_invalid_reason(opts: HandlerOpts | None) -> str | None:

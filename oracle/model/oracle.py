@@ -11,7 +11,9 @@ Rules:
 - Out-parameters libbpf leaves untouched on error are returned as 0 by the
   tuple-returning methods (documented on each); ``apply`` reports them as None.
 - ``apply(op)`` runs one op of the op language; ``HandleRef(n)`` resolves to
-  what this oracle's n-th ``Register`` returned.
+  what this oracle's n-th ``Register`` returned, ``ObjRef(n)`` to the object
+  its n-th ``Open`` made (``oracle.model.objects``).  ``bpf=False`` models a
+  process that may not call bpf(): ``Load``/``Attach`` answer ``NO_BPF``.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from collections.abc import Iterable
 
 from oracle.errors import BadArgumentError
 from oracle.model import lookup
+from oracle.model.objects import LIFECYCLE_OPS, Objects
 from oracle.model.opts import coerce_opts
 from oracle.model.registry import Handler, RegisterCall, Registry
 from oracle.model.versions import Profile, profile
@@ -42,7 +45,7 @@ from oracle.ops import (
 class Oracle:
     """The model of one libbpf release's handler registry and name lookups."""
 
-    def __init__(self, version: str, *, last_handler_id: int = 0) -> None:
+    def __init__(self, version: str, *, last_handler_id: int = 0, bpf: bool = True) -> None:
         if not isinstance(version, str):
             raise BadArgumentError(f"version must be a str like '1.7.0', not {version!r}")
         if isinstance(last_handler_id, bool) or not isinstance(last_handler_id, int):
@@ -52,6 +55,8 @@ class Oracle:
         self.release: Profile = profile(version)
         self.registry = Registry(last_handler_id)
         self._register_results: list[int] = []
+        #: the objects ``Open`` ops made; ``bpf=False`` mirrors a worker without bpf()
+        self.objects = Objects(self.registry, self.release, bpf=bpf)
 
     @property
     def version(self) -> str:
@@ -72,6 +77,7 @@ class Oracle:
             prog_type=as_u32(prog_type, "prog_type"),
             exp_attach_type=as_u32(exp_attach_type, "exp_attach_type"),
             opts=coerce_opts(opts),
+            registration=len(self._register_results),
         )
         rc = self.registry.register(call)
         self._register_results.append(rc)
@@ -88,12 +94,12 @@ class Oracle:
         """
         answer = lookup.prog_type_by_name(self.registry, self.release, as_c_string(name, "name"))
         prog_type, attach_type = answer.out
-        return answer.rc, prog_type or 0, attach_type or 0
+        return answer.rc, int(prog_type or 0), int(attach_type or 0)
 
     def attach_type_by_name(self, name: object) -> tuple[int, int]:
         """``libbpf_attach_type_by_name``: (rc, attach_type); untouched on error, read as 0."""
         answer = lookup.attach_type_by_name(self.registry, self.release, as_c_string(name, "name"))
-        return answer.rc, answer.out[0] or 0
+        return answer.rc, int(answer.out[0] or 0)
 
     def find_sec_def(self, name: object) -> lookup.Match | None:
         """Which handler (custom, built-in ``SecDef`` or fallback) a name selects."""
@@ -118,6 +124,8 @@ class Oracle:
             return lookup.prog_type_by_name(self.registry, self.release, op.name)
         if isinstance(op, AttachTypeByName):
             return lookup.attach_type_by_name(self.registry, self.release, op.name)
+        if isinstance(op, LIFECYCLE_OPS):
+            return self.objects.apply(op)  # type: ignore[arg-type]
         if isinstance(op, Fault):
             raise BadArgumentError("Fault ops are test-only: the oracle does not model them")
         raise BadArgumentError(f"not an op of the op language: {op!r}")

@@ -62,6 +62,8 @@ class Handler:
     prog_type: int
     expected_attach_type: int
     opts: EffectiveOpts
+    #: index of the ``Register`` op that made it (``HandleRef`` numbering), -1 if unknown
+    registration: int = -1
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +74,8 @@ class RegisterCall:
     prog_type: int
     exp_attach_type: int
     opts: HandlerOpts | None
+    #: index of the ``Register`` op in its sequence (``HandleRef`` numbering), -1 if unknown
+    registration: int = -1
 
 
 class Registry:
@@ -112,6 +116,7 @@ class Registry:
             prog_type=call.prog_type,
             expected_attach_type=call.exp_attach_type,
             opts=effective_opts(call.opts),
+            registration=call.registration,
         )
         if call.sec is None:
             self.fallback = handler

@@ -38,17 +38,49 @@ class Profile:
     sec_attachable: int
     builtins: FirstMatchIndex[SecDef] = field(repr=False, compare=False)
 
+    # -- object lifecycle behaviours (oracle.model.objects) ----------------------
+    #: ``prog_is_subprog``: a ``.text`` function is a program when it is the
+    #: object's only function (``&& obj->nr_programs > 1``); 1.1.2, 1.4.6.
+    #: From 1.5.0 every ``.text`` function is a subprogram.
+    text_program_when_alone: bool = False
+    #: ``bpf_program__set_type``: an unchanged type is a no-op, a changed one
+    #: resets ``prog->sec_def`` unless it is the fallback; 1.4.6+.  1.1.2 only
+    #: stores the type and keeps the handler (and its callbacks).
+    set_type_drops_handler: bool = True
+    #: ``bpf_program__attach``: "can't attach BPF program without FD (was it
+    #: loaded?)" -EINVAL, checked after -EOPNOTSUPP and before
+    #: ``prog_attach_fn``; 1.4.6+.  1.1.2 calls ``prog_attach_fn`` anyway.
+    attach_requires_fd: bool = True
+    #: ``bpf_object_load_prog``: a STRUCT_OPS program with no attach BTF id
+    #: is -EINVAL before ``prog_prepare_load_fn``; 1.4.6+.  1.1.2 calls the
+    #: callback and leaves it to the kernel.
+    struct_ops_rejected_early: bool = True
+
 
 @functools.cache
 def profile(version: str) -> Profile:
     """The release's profile; an unknown version raises ``UnknownVersionError``."""
     table = load_table(version)
+    release = release_tuple(table.version)
     return Profile(
         version=table.version,
         table=table,
         sec_attachable=table.sec_def_flags["SEC_ATTACHABLE"],
         builtins=FirstMatchIndex.of((d.sec, d) for d in table.section_defs),
+        text_program_when_alone=release < (1, 5),
+        set_type_drops_handler=release >= (1, 4),
+        attach_requires_fd=release >= (1, 4),
+        struct_ops_rejected_early=release >= (1, 4),
     )
+
+
+def release_tuple(version: str) -> tuple[int, ...]:
+    """``"1.4.6"`` -> ``(1, 4, 6)``: the release order the behaviour fields are cut at.
+
+    The cut points were read in the four modelled releases' libbpf.c; a
+    release in between (1.2, 1.3) is placed by its number, unverified.
+    """
+    return tuple(int(part) for part in version.split("."))
 
 
 def versions() -> tuple[str, ...]:

@@ -1,0 +1,215 @@
+"""``sec-oracle check``: the differential campaign — generate, compare, shrink, confirm, report.
+
+Rules:
+- Environment first, campaign second: the target is resolved and probed, its
+  release's table chosen, and the report and findings paths checked writable
+  before the first case runs, so bad input costs nothing and exits 2.
+- Each case runs on a fresh libbpf process state (``Worker.run_fresh``) and on a
+  fresh ``Oracle``; the first divergence or the crash ends it.
+- A new signature is shrunk (``shrink.shrink``) with candidates accepted only on
+  the same signature, confirmed on a brand-new worker process, classified
+  against the known-bug list, and written at once (``findings.write_finding``).
+  A signature seen again only counts.
+- Exit status: 0 when every finding is known (or none), 1 when any is not (or,
+  with ``strict``, any at all), 2 for bad usage or environment.
+- ``jobs`` > 1 runs that many independent campaigns (seed, seed+1, ...) in
+  worker processes of their own and merges them; findings deduplicate on disk.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+import time
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+from oracle.campaign.findings import Finding, write_finding
+from oracle.campaign.generate import CaseGenerator
+from oracle.campaign.known import explain, known_bugs
+from oracle.campaign.runner import CaseOutcome, Differential
+from oracle.campaign.shrink import shrink
+from oracle.errors import OracleError
+from oracle.libbpf.targets import Target, probe, require_table, resolve
+from oracle.libbpf.worker import Worker
+from oracle.model.versions import profile
+from oracle.traces import LibbpfInfo
+
+
+@dataclass(frozen=True)
+class CheckConfig:
+    libbpf: str = "system"
+    seconds: float | None = 60.0
+    cases: int | None = None
+    seed: int = 0
+    jobs: int = 1
+    findings: Path = Path("findings")
+    strict: bool = False
+    max_ops: int = 24
+    timeout: float = 10.0
+    shrink_tries: int = 600
+
+
+@dataclass
+class JobStats:
+    cases: int = 0
+    ops: int = 0
+    seconds: float = 0.0
+    findings: dict[str, Finding] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Environment:
+    target: Target
+    version: str
+    info: LibbpfInfo
+
+
+def prepare(config: CheckConfig) -> Environment:
+    """Resolve, probe and choose a table; every failure here is a one-line ``OracleError``."""
+    target = resolve(config.libbpf)
+    probed = probe(target)
+    version = require_table(probed)
+    sha = hashlib.sha256(target.path.read_bytes()).hexdigest()
+    variant = target.kind if target.kind in ("system", "path") and target.variant == "plain" \
+        else target.variant
+    info = LibbpfInfo(version=version, variant=variant, so_sha256=sha, path=str(target.path))
+    known_bugs()  # a broken known list is bad input too
+    return Environment(target, version, info)
+
+
+def check_writable_dir(path: Path, what: str) -> None:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OracleError(f"cannot create {what} {path}: {exc.strerror}") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise OracleError(f"{what} {path} is not writable")
+
+
+def new_finding(env: Environment, differential: Differential, outcome: CaseOutcome,
+                config: CheckConfig, seed: int) -> Finding:
+    """Shrink, confirm on a new worker process, classify and write one new finding."""
+    signature = outcome.signature
+    assert signature is not None
+    ops = list(outcome.ops)
+    if outcome.crash is not None:
+        ops = ops[: outcome.crash.op_index + 1]
+    minimal = shrink(ops, signature, differential.signature, max_tries=config.shrink_tries)
+    differential.worker.reset()
+    confirmed = differential.run(minimal)
+    if confirmed.signature != signature:  # flaky: keep the case as it failed first
+        confirmed = outcome
+    kind = "divergence" if confirmed.divergence is not None else (
+        confirmed.crash.kind if confirmed.crash else "divergence")
+    finding = Finding(signature, kind, confirmed.summary(), confirmed,
+                      known=explain(env.version, signature, list(confirmed.ops)), seeds=[seed])
+    write_finding(config.findings, finding, env.info, seed)
+    return finding
+
+
+ProgressFn = Callable[[JobStats], None]
+
+
+def run_job(env: Environment, config: CheckConfig, job: int,
+            progress: ProgressFn | None = None) -> JobStats:
+    """One campaign on one worker until the time or case budget is spent."""
+    seed = config.seed + job
+    generator = CaseGenerator(profile(env.version), seed)
+    stats = JobStats()
+    start = time.monotonic()
+    deadline = start + config.seconds if config.seconds is not None else None
+    with Worker(env.target, timeout=config.timeout) as worker:
+        differential = Differential(worker, env.version)
+        while True:
+            if config.cases is not None and stats.cases >= config.cases:
+                break
+            if deadline is not None and time.monotonic() >= deadline:
+                break
+            outcome = differential.run(generator.case(config.max_ops))
+            stats.cases += 1
+            stats.ops += len(outcome.ops)
+            signature = outcome.signature
+            if signature is not None:
+                if signature in stats.findings:
+                    stats.findings[signature].count += 1
+                else:
+                    stats.findings[signature] = new_finding(env, differential, outcome, config,
+                                                            seed)
+            stats.seconds = time.monotonic() - start
+            if progress is not None:
+                progress(stats)
+    stats.seconds = time.monotonic() - start
+    return stats
+
+
+def _job_entry(args: tuple[Environment, CheckConfig, int]) -> JobStats:
+    env, config, job = args
+    return run_job(env, config, job)
+
+
+def run_check(config: CheckConfig, progress: ProgressFn | None = None) -> tuple[Environment,
+                                                                                JobStats]:
+    """Run the whole campaign; merge the jobs' statistics and findings."""
+    env = prepare(config)
+    check_writable_dir(config.findings, "findings directory")
+    if config.jobs == 1:
+        return env, run_job(env, config, 0, progress)
+    split = CheckConfig(**{**config.__dict__, "cases": (
+        None if config.cases is None else -(-config.cases // config.jobs))})
+    with ProcessPoolExecutor(config.jobs, mp_context=get_context("spawn")) as pool:
+        results = list(pool.map(_job_entry, [(env, split, j) for j in range(config.jobs)]))
+    merged = JobStats(seconds=max(r.seconds for r in results))
+    for result in results:
+        merged.cases += result.cases
+        merged.ops += result.ops
+        for signature, finding in result.findings.items():
+            if signature in merged.findings:
+                merged.findings[signature].count += finding.count
+                merged.findings[signature].seeds += finding.seeds
+            else:
+                merged.findings[signature] = finding
+    return env, merged
+
+
+def exit_status(stats: JobStats, strict: bool) -> int:
+    for finding in stats.findings.values():
+        if finding.known is None or strict:
+            return 1
+    return 0
+
+
+class ProgressLine:
+    """A live line on a terminal; a plain line every ``every`` seconds elsewhere."""
+
+    def __init__(self, stream: Any = sys.stderr, every: float = 10.0) -> None:
+        self.stream = stream
+        self.tty = bool(getattr(stream, "isatty", lambda: False)())
+        self.every = 0.25 if self.tty else every
+        self.last = 0.0
+
+    def __call__(self, stats: JobStats) -> None:
+        now = time.monotonic()
+        if now - self.last < self.every:
+            return
+        self.last = now
+        self.stream.write(("\r" if self.tty else "") + self.text(stats) + ("" if self.tty
+                                                                           else "\n"))
+        self.stream.flush()
+
+    @staticmethod
+    def text(stats: JobStats) -> str:
+        rate = stats.ops / stats.seconds if stats.seconds else 0.0
+        known = sum(1 for f in stats.findings.values() if f.known)
+        return (f"check: {stats.cases} cases, {stats.ops} ops, {rate:,.0f} ops/s,"
+                f" {len(stats.findings)} findings ({known} known)")
+
+    def done(self) -> None:
+        if self.tty:
+            self.stream.write("\n")
+            self.stream.flush()

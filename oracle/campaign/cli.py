@@ -1,0 +1,89 @@
+"""``sec-oracle check``: parse, run the campaign, print, write the reports."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from oracle.campaign.check import CheckConfig, ProgressLine, exit_status, run_check
+from oracle.campaign.report import (
+    atomic_write,
+    check_writable_file,
+    junit_xml,
+    report_data,
+    write_json,
+)
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0: {text}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0: {text}")
+    return value
+
+
+def run(args: argparse.Namespace) -> int:
+    for path in (args.report, args.junit):
+        if path is not None:
+            check_writable_file(path)
+    config = CheckConfig(
+        libbpf=args.libbpf,
+        seconds=None if args.cases is not None and args.time is None else (args.time or 60.0),
+        cases=args.cases,
+        seed=args.seed,
+        jobs=args.jobs,
+        findings=args.findings,
+        strict=args.strict,
+    )
+    progress = ProgressLine(sys.stderr)
+    env, stats = run_check(config, progress if args.jobs == 1 else None)
+    progress.done()
+    print(progress.text(stats))
+    for finding in stats.findings.values():
+        label = f"known {finding.known.id}" if finding.known else "NEW"
+        print(f"  [{label}] {finding.signature} x{finding.count}: {finding.summary}")
+        print(f"      {finding.directory}")
+    data = report_data(env, config, stats)
+    if args.report is not None:
+        write_json(args.report, data)
+    if args.junit is not None:
+        atomic_write(args.junit, junit_xml(data))
+    status = exit_status(stats, config.strict)
+    print("conforms" if not stats.findings else
+          ("findings: all known" if status == 0 else "findings: see above"))
+    return status
+
+
+def register(sub: Any) -> None:
+    parser = sub.add_parser("check", help="a differential campaign: oracle vs real libbpf")
+    parser.add_argument("--libbpf", default="system", metavar="TARGET",
+                        help="system | VERSION | VERSION+asan | VERSION+fuzz | PATH")
+    budget = parser.add_mutually_exclusive_group()
+    budget.add_argument("--time", type=positive_float, default=None, metavar="S",
+                        help="seconds to run (default 60)")
+    budget.add_argument("--cases", type=positive_int, default=None, metavar="N")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--jobs", type=positive_int, default=1)
+    parser.add_argument("--report", type=Path, default=None, metavar="FILE",
+                        help="write the JSON report here")
+    parser.add_argument("--junit", type=Path, default=None, metavar="FILE",
+                        help="write JUnit XML here")
+    parser.add_argument("--findings", type=Path, default=Path("findings"), metavar="DIR")
+    parser.add_argument("--strict", action="store_true",
+                        help="known libbpf bugs fail the run too")
+    parser.set_defaults(handler=run)

@@ -1,0 +1,154 @@
+"""Findings on disk: one directory per signature, written atomically.
+
+Layout under ``--findings DIR``::
+
+    DIR/<slug>/finding.json   machine-readable: signature, kind, summary, known, libbpf, paths
+    DIR/<slug>/trace.jsonl    the minimal trace, with libbpf's answers (none for a crash)
+    DIR/<slug>/repro.c        standalone reproducer: cc repro.c -lbpf && ./a.out
+    DIR/<slug>/summary.md     what a bug report needs, in prose
+
+Rules:
+- ``<slug>`` is derived from the signature alone (readable part + short hash),
+  so the same kind of finding always lands in the same place: deduplication
+  across cases, jobs and runs.
+- A finding directory is built under a temporary name and renamed into place;
+  an existing directory is never touched (the first, already minimal, wins).
+  An interrupted or failing run therefore never loses or half-writes a
+  finding that was already there.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from oracle.campaign.compare import show
+from oracle.campaign.known import KnownBug
+from oracle.campaign.runner import CaseOutcome
+from oracle.errors import OracleError
+from oracle.ops import OP_NAMES, Answer, Op
+from oracle.repro_c import emit_c
+from oracle.traces import LibbpfInfo, Record, Trace, TraceHeader, encode_op, write_trace
+
+
+def slug(signature: str) -> str:
+    readable = re.sub(r"[^A-Za-z0-9_.-]+", "-", signature).strip("-")[:80]
+    digest = hashlib.sha256(signature.encode()).hexdigest()[:8]
+    return f"{readable}-{digest}"
+
+
+@dataclass
+class Finding:
+    """One deduplicated finding of a campaign."""
+
+    signature: str
+    kind: str
+    summary: str
+    outcome: CaseOutcome  # the minimal, confirmed case
+    known: KnownBug | None = None
+    count: int = 1
+    directory: Path | None = None
+    seeds: list[int] = field(default_factory=list)
+
+    def as_report(self) -> dict[str, Any]:
+        crash = self.outcome.crash
+        return {
+            "kind": self.kind,
+            "signature": self.signature,
+            "summary": self.summary,
+            "known": self.known.id if self.known else None,
+            "count": self.count,
+            "ops": len(self.outcome.ops),
+            "sanitizer": crash.sanitizer if crash else None,
+            "frames": list(crash.frames[:5]) if crash else [],
+            "trace": str(self.directory / "trace.jsonl") if self.directory else None,
+            "reproducer": str(self.directory / "repro.c") if self.directory else None,
+        }
+
+
+def describe_ops(ops: tuple[Op, ...], expected: tuple[Answer, ...]) -> list[str]:
+    lines = []
+    for i, (op, want) in enumerate(zip(ops, expected, strict=False)):
+        lines.append(f"{i}. `{OP_NAMES[type(op)]}({json.dumps(encode_op(op).get('args', {}))})`"
+                     f" -> oracle: {show(want)}")
+    return lines
+
+
+def summary_markdown(finding: Finding, libbpf: LibbpfInfo) -> str:
+    outcome = finding.outcome
+    lines = [
+        f"# {finding.summary}",
+        "",
+        f"- signature: `{finding.signature}`",
+        f"- libbpf: {libbpf.version} ({libbpf.variant}), {libbpf.path or ''}"
+        f" sha256 {libbpf.so_sha256 or 'unknown'}",
+        f"- known: {finding.known.id + ' - ' + finding.known.title if finding.known else 'no'}",
+        f"- seen {finding.count} time(s) in this run",
+        "",
+        "## Minimal op sequence",
+        "",
+        *describe_ops(outcome.ops, outcome.expected),
+        "",
+    ]
+    if outcome.divergence is not None:
+        lines += ["## Divergence", "", outcome.divergence.describe(), ""]
+    if outcome.crash is not None:
+        crash = outcome.crash
+        lines += ["## Crash", "", f"- kind: {crash.kind}, sanitizer: {crash.sanitizer},"
+                  f" signal: {crash.signal}, exit code: {crash.exit_code}",
+                  f"- message: {crash.message}", "", "```", *crash.frames, "```", ""]
+    lines += ["## Reproduce", "", "```sh", "cc repro.c -lbpf -o repro && ./repro",
+              "sec-oracle replay trace.jsonl            # against the oracle",
+              "```", ""]
+    return "\n".join(lines)
+
+
+def write_finding(root: Path, finding: Finding, libbpf: LibbpfInfo, seed: int | None) -> Path:
+    """Write ``finding`` under ``root`` unless its signature is already there."""
+    final = root / slug(finding.signature)
+    finding.directory = final
+    if final.exists():
+        return final
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".finding-", dir=root))
+    except OSError as exc:
+        raise OracleError(f"cannot write findings under {root}: {exc.strerror}") from None
+    try:
+        _write_files(tmp, finding, libbpf, seed)
+        os.rename(tmp, final)
+    except OSError:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if not final.exists():
+            raise
+    return final
+
+
+def _write_files(tmp: Path, finding: Finding, libbpf: LibbpfInfo, seed: int | None) -> None:
+    outcome = finding.outcome
+    header = TraceHeader(libbpf=libbpf, origin="shrink", seed=seed, note=finding.signature)
+    answered = [r.answer for r in outcome.actual]
+    records = [
+        Record(op, answered[i] if i < len(answered) else None,
+               tuple(line.text for line in outcome.actual[i].log) if i < len(answered) else ())
+        for i, op in enumerate(outcome.ops)
+    ]
+    write_trace(tmp / "trace.jsonl", header, records)
+    expected = Trace(header, tuple(Record(op, a) for op, a in zip(outcome.ops, outcome.expected,
+                                                                    strict=True)))
+    (tmp / "repro.c").write_text(emit_c(expected, title=finding.signature, summary=finding.summary))
+    (tmp / "summary.md").write_text(summary_markdown(finding, libbpf))
+    data = finding.as_report() | {
+        "trace": "trace.jsonl", "reproducer": "repro.c",
+        "libbpf": {"version": libbpf.version, "variant": libbpf.variant,
+                   "path": libbpf.path, "so_sha256": libbpf.so_sha256},
+        "seed": seed,
+    }
+    (tmp / "finding.json").write_text(json.dumps(data, indent=2) + "\n")

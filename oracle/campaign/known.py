@@ -1,0 +1,108 @@
+"""Real libbpf bugs already documented (docs/known-bugs.md), recognised by signature and trigger.
+
+Rules:
+- The entries are data (``corpus/known-findings.json``): an id, a title, the
+  releases affected, a regular expression over finding signatures, and the
+  name of a trigger predicate defined here.
+- A finding is known when its release is listed, its signature matches, and
+  the trigger holds for its *minimal* ops: the signature says what broke, the
+  trigger says the documented cause is present.  Plain builds crash without
+  frames, so the trigger is what tells a known heap corruption from a new one.
+- Known findings are reported but do not fail a run (unless ``--strict``).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+from oracle.errors import OracleError
+from oracle.model.oracle import Oracle
+from oracle.ops import Op, Register, Unregister
+
+KNOWN_FILE: Final = Path(__file__).resolve().parents[2] / "corpus" / "known-findings.json"
+
+
+def registers_empty_sec(ops: Sequence[Op]) -> bool:
+    """KB1: a handler with ``sec == ""`` is registered (sec_def_matches reads sec[-1])."""
+    return any(isinstance(op, Register) and op.sec == b"" for op in ops)
+
+
+def registers_after_emptying(ops: Sequence[Op]) -> bool:
+    """KB2: the custom list goes from non-empty to empty, then a non-NULL sec registers."""
+    oracle = Oracle("1.1.2")
+    emptied = False
+    for op in ops:
+        before = len(oracle.custom_handlers())
+        oracle.apply(op)
+        after = len(oracle.custom_handlers())
+        if isinstance(op, Unregister) and before and not after:
+            emptied = True
+        elif isinstance(op, Register) and op.sec is not None and emptied:
+            return True
+    return False
+
+
+def always(ops: Sequence[Op]) -> bool:
+    return True
+
+
+TRIGGERS: Final[dict[str, Callable[[Sequence[Op]], bool]]] = {
+    "registers_empty_sec": registers_empty_sec,
+    "registers_after_emptying": registers_after_emptying,
+    "always": always,
+}
+
+
+@dataclass(frozen=True)
+class KnownBug:
+    id: str
+    title: str
+    versions: tuple[str, ...]
+    signature: re.Pattern[str]
+    trigger: str
+    doc: str
+
+    def explains(self, version: str, signature: str, ops: Sequence[Op]) -> bool:
+        return (
+            version in self.versions
+            and self.signature.fullmatch(signature) is not None
+            and TRIGGERS[self.trigger](ops)
+        )
+
+
+@functools.cache
+def known_bugs(path: Path | None = None) -> tuple[KnownBug, ...]:
+    """The documented bugs; a broken data file is a one-line ``OracleError``."""
+    try:
+        entries = json.loads((path or KNOWN_FILE).read_text())["known"]
+        return tuple(
+            KnownBug(
+                id=e["id"],
+                title=e["title"],
+                versions=tuple(e["versions"]),
+                signature=re.compile(e["signature"]),
+                trigger=e["trigger"] if e["trigger"] in TRIGGERS else _bad(e["trigger"]),
+                doc=e["doc"],
+            )
+            for e in entries
+        )
+    except (OSError, ValueError, KeyError, TypeError, re.error) as exc:
+        raise OracleError(f"cannot read the known-findings list: {exc}") from None
+
+
+def _bad(trigger: str) -> str:
+    raise ValueError(f"unknown trigger {trigger!r}")
+
+
+def explain(version: str, signature: str, ops: Sequence[Op]) -> KnownBug | None:
+    """The documented bug behind a finding, if any."""
+    for bug in known_bugs():
+        if bug.explains(version, signature, ops):
+            return bug
+    return None

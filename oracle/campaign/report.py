@@ -1,0 +1,95 @@
+"""The campaign report: JSON (schema in the README) and JUnit XML for CI dashboards.
+
+Rules:
+- The JSON report has a format name and version; its fields never change
+  meaning within a version.
+- Both files are written atomically (temp file + rename), after the campaign:
+  findings themselves are already on disk by then.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+from xml.etree import ElementTree
+
+from oracle.campaign.check import CheckConfig, Environment, JobStats, exit_status
+from oracle.errors import OracleError
+
+REPORT_FORMAT = "libbpf-sec-oracle/report"
+REPORT_VERSION = 1
+
+
+def report_data(env: Environment, config: CheckConfig, stats: JobStats) -> dict[str, Any]:
+    target = env.target
+    return {
+        "format": REPORT_FORMAT,
+        "format_version": REPORT_VERSION,
+        "libbpf": {
+            "target": target.spec,
+            "path": str(target.path),
+            "version": env.version,
+            "variant": env.info.variant,
+            "so_sha256": env.info.so_sha256,
+        },
+        "seed": config.seed,
+        "jobs": config.jobs,
+        "cases": stats.cases,
+        "ops": stats.ops,
+        "seconds": round(stats.seconds, 3),
+        "ops_per_s": round(stats.ops / stats.seconds, 1) if stats.seconds else 0.0,
+        "findings": [f.as_report() for f in stats.findings.values()],
+        "unexplained": sum(1 for f in stats.findings.values() if f.known is None),
+        "exit_status": exit_status(stats, config.strict),
+    }
+
+
+def atomic_write(path: Path, text: str) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise OracleError(f"cannot write {path}: {exc.strerror}") from None
+
+
+def check_writable_file(path: Path) -> None:
+    """Fail early, before a campaign, when a report could not be written."""
+    parent = path.parent if str(path.parent) else Path(".")
+    if path.is_dir():
+        raise OracleError(f"report path {path} is a directory")
+    if not parent.is_dir():
+        raise OracleError(f"report directory {parent} does not exist")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise OracleError(f"report directory {parent} is not writable")
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    atomic_write(path, json.dumps(data, indent=2) + "\n")
+
+
+def junit_xml(data: dict[str, Any]) -> str:
+    """One test case per finding signature, plus one for the campaign as a whole."""
+    findings = data["findings"]
+    failing = [f for f in findings if f["known"] is None or data["exit_status"] == 1]
+    suite = ElementTree.Element(
+        "testsuite", name=f"sec-oracle check {data['libbpf']['target']}",
+        tests=str(len(findings) + 1), failures=str(len(failing)), time=str(data["seconds"]))
+    campaign = ElementTree.SubElement(suite, "testcase", classname="sec-oracle.check",
+                                      name="conformance", time=str(data["seconds"]))
+    ElementTree.SubElement(campaign, "system-out").text = (
+        f"{data['cases']} cases, {data['ops']} ops, {data['ops_per_s']} ops/s")
+    for finding in findings:
+        case = ElementTree.SubElement(suite, "testcase", classname="sec-oracle.finding",
+                                      name=finding["signature"])
+        if finding in failing:
+            failure = ElementTree.SubElement(case, "failure", message=finding["summary"])
+            failure.text = f"trace: {finding['trace']}\nreproducer: {finding['reproducer']}"
+        else:
+            ElementTree.SubElement(case, "skipped", message=f"known: {finding['known']}")
+    return ElementTree.tostring(suite, encoding="unicode") + "\n"

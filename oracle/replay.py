@@ -1,0 +1,381 @@
+"""``sec-oracle replay``: run recorded traces again and report where the answers differ.
+
+Rules:
+- Each trace runs on a fresh process: a fresh ``Oracle`` (release from the
+  trace header's ``libbpf.version`` unless ``version`` overrides it) or, with a
+  libbpf target (``oracle.libbpf.targets``: ``system``, ``1.7.0``,
+  ``1.7.0+asan``, a path), a freshly reset ``oracle.libbpf.worker.Worker``
+  (crash-isolated; ops go in batches of ``BATCH``).
+- Every record that carries an answer is checked: the answer must equal the
+  replayed one exactly (``rc`` and every out-parameter, ``None`` meaning
+  "untouched").  Records without an answer are run, not checked.  Log lines
+  are never compared.
+- A trace ends in one of three states: ``conforms`` (no difference),
+  ``diverges`` (some answer differs, or the live libbpf died), ``error`` (the
+  trace is unreadable or corrupt, or its ops cannot be run, e.g. an unknown
+  release or a ``fault`` op on the oracle).  Traces are independent: one
+  corrupt trace never stops the others from being replayed and reported.
+- Exit status of the command: 2 if any trace is in ``error``, else 1 if any
+  ``diverges``, else 0.
+- Record ``i`` (0-based) of a trace is on line ``i + 2`` (line 1 is the
+  header; the reader refuses blank lines), so a difference names both.
+- At most ``MAX_REPORTED`` differences per trace are kept; all are counted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final, Literal
+
+from oracle.errors import OracleError, TraceError
+from oracle.model.oracle import Oracle
+from oracle.ops import (
+    Answer,
+    AttachTypeByName,
+    Callback,
+    HandleRef,
+    HandlerOpts,
+    Op,
+    ProgTypeByName,
+    Register,
+    Unregister,
+)
+from oracle.traces import (
+    LibbpfInfo,
+    Record,
+    TraceHeader,
+    TraceReader,
+    encode_op,
+    rc_text,
+    read_trace,
+    write_trace,
+)
+
+if TYPE_CHECKING:
+    from oracle.libbpf.worker import TargetLike, Worker
+
+MAX_REPORTED: Final = 100
+BATCH: Final = 4096
+Status = Literal["conforms", "diverges", "error"]
+
+
+# ---------------------------------------------------------------------------
+# results
+
+
+@dataclass(frozen=True, slots=True)
+class Divergence:
+    """Record ``index`` (on file line ``index + 2``): recorded vs replayed answer."""
+
+    index: int
+    op: Op
+    expected: Answer
+    actual: Answer | None  # None: the op never ran (the live libbpf died first)
+
+    @property
+    def line(self) -> int:
+        return self.index + 2
+
+    def describe(self) -> str:
+        return f"op {self.index} (line {self.line}) {op_text(self.op)}: " + "; ".join(
+            answer_diff(self.expected, self.actual)
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class TraceResult:
+    """The replay of one trace (see module rules for ``status``)."""
+
+    path: str
+    target: str  # "oracle 1.7.0" or "libbpf <path>"
+    ops: int = 0
+    checked: int = 0
+    divergences: tuple[Divergence, ...] = ()
+    divergence_count: int = 0
+    seconds: float = 0.0
+    error: str | None = None
+    crash: str | None = None
+
+    @property
+    def status(self) -> Status:
+        if self.error is not None:
+            return "error"
+        return "diverges" if self.divergence_count or self.crash else "conforms"
+
+    @property
+    def ops_per_s(self) -> float:
+        return self.ops / self.seconds if self.seconds > 0 else 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "path": self.path,
+            "status": self.status,
+            "target": self.target,
+            "ops": self.ops,
+            "checked": self.checked,
+            "divergence_count": self.divergence_count,
+            "divergences": [
+                {"index": d.index, "line": d.line, "op": encode_op(d.op),
+                 "expected": _answer_json(d.expected), "actual": _answer_json(d.actual),
+                 "text": d.describe()}
+                for d in self.divergences
+            ],
+            "ops_per_s": round(self.ops_per_s),
+            "error": self.error,
+            "crash": self.crash,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayResult:
+    traces: tuple[TraceResult, ...] = field(default=())
+
+    @property
+    def exit_code(self) -> int:
+        statuses = {t.status for t in self.traces}
+        if "error" in statuses:
+            return 2
+        return 1 if "diverges" in statuses else 0
+
+
+def _answer_json(answer: Answer | None) -> dict[str, Any] | None:
+    return None if answer is None else {"rc": answer.rc, "out": list(answer.out)}
+
+
+def op_text(op: Op, limit: int = 240) -> str:
+    """``kind {args as in the trace}``, shortened to ``limit`` characters."""
+    encoded = encode_op(op)
+    text = f"{encoded['op']} {json.dumps(encoded['args'], separators=(',', ':'))}"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _out_text(value: int | bytes | None) -> str:
+    return "untouched" if value is None else str(value)
+
+
+def answer_diff(expected: Answer, actual: Answer | None) -> list[str]:
+    """One ``"what expected X, got Y"`` per differing fact."""
+    if actual is None:
+        return [f"rc expected {rc_text(expected.rc)}, got nothing (not run)"]
+    facts = []
+    if expected.rc != actual.rc:
+        facts.append(f"rc expected {rc_text(expected.rc)}, got {rc_text(actual.rc)}")
+    for i, (e, a) in enumerate(zip(expected.out, actual.out, strict=False)):
+        if e != a:
+            facts.append(f"out[{i}] expected {_out_text(e)}, got {_out_text(a)}")
+    if len(expected.out) != len(actual.out):
+        facts.append(f"out expected {len(expected.out)} values, got {len(actual.out)}")
+    return facts
+
+
+# ---------------------------------------------------------------------------
+# replay against the oracle
+
+
+def replay(paths: Iterable[str | os.PathLike[str]], *, version: str | None = None,
+           libbpf: str | None = None) -> ReplayResult:
+    """Replay each trace on a fresh oracle (or on a libbpf target, see ``--libbpf``)."""
+    names = [os.fspath(p) for p in paths]
+    if libbpf is None:
+        return ReplayResult(tuple(replay_on_oracle(p, version) for p in names))
+    return replay_on_libbpf(names, libbpf)
+
+
+def replay_on_oracle(path: str, version: str | None = None) -> TraceResult:
+    """One trace on a fresh ``Oracle``; never raises for bad input (see ``error``)."""
+    start = time.perf_counter()
+    count = checked = differing = 0
+    found: list[Divergence] = []
+    target = f"oracle {version}" if version else "oracle"
+    try:
+        with TraceReader(path) as reader:
+            oracle = Oracle(version or reader.header.libbpf.version)
+            target = f"oracle {oracle.version}"
+            apply = oracle.apply
+            for record in reader:
+                try:
+                    answer = apply(record.op)
+                except OracleError as exc:
+                    raise TraceError(f"{path}: line {count + 2}: op {count}: the oracle"
+                                     f" cannot run it: {exc}") from None
+                expected = record.answer
+                if expected is not None:
+                    checked += 1
+                    if answer != expected:
+                        differing += 1
+                        if len(found) < MAX_REPORTED:
+                            found.append(Divergence(count, record.op, expected, answer))
+                count += 1
+    except OracleError as exc:
+        return TraceResult(path, target, count, checked, tuple(found), differing,
+                           time.perf_counter() - start, error=str(exc))
+    return TraceResult(path, target, count, checked, tuple(found), differing,
+                       time.perf_counter() - start)
+
+
+# ---------------------------------------------------------------------------
+# replay against a real libbpf (the crash-isolated worker)
+
+
+def resolve_target(spec: str) -> TargetLike:
+    """The libbpf ``spec`` names (``oracle.libbpf.targets``: system, VERSION[+asan|+fuzz], PATH)."""
+    from oracle.libbpf.targets import resolve
+
+    return resolve(spec)
+
+
+def replay_on_libbpf(paths: Sequence[str], spec: str) -> ReplayResult:
+    """Each trace on a fresh worker process of the libbpf ``spec`` names."""
+    from oracle.libbpf.worker import Worker
+
+    target = resolve_target(spec)
+    with Worker(target) as worker:
+        return ReplayResult(tuple(_replay_live(worker, path, target) for path in paths))
+
+
+def _replay_live(worker: Worker, path: str, target: TargetLike) -> TraceResult:
+    name = f"libbpf {target.path}"
+    start = time.perf_counter()
+    try:
+        records = read_trace(path).records
+    except OracleError as exc:
+        return TraceResult(path, name, error=str(exc))
+    worker.reset()
+    try:
+        answers, crash = _run_batches(worker, [r.op for r in records])
+    except OracleError as exc:
+        return TraceResult(path, name, error=f"{path}: {exc}")
+    seconds = time.perf_counter() - start
+    found: list[Divergence] = []
+    checked = differing = 0
+    for index, record in enumerate(records):
+        actual = answers[index] if index < len(answers) else None
+        if record.answer is None or (actual is None and crash is None):
+            continue
+        checked += 1
+        if actual != record.answer:
+            differing += 1
+            if len(found) < MAX_REPORTED:
+                found.append(Divergence(index, record.op, record.answer, actual))
+    return TraceResult(path, name, len(answers), checked, tuple(found), differing, seconds,
+                       crash=crash)
+
+
+def _run_batches(worker: Worker, ops: list[Op]) -> tuple[list[Answer], str | None]:
+    answers: list[Answer] = []
+    for first in range(0, len(ops), BATCH):
+        batch = worker.run(ops[first : first + BATCH])
+        if batch.crash is not None:
+            event = batch.crash
+            where = first + event.op_index
+            what = event.sanitizer or event.message or event.kind
+            return answers, f"libbpf {event.kind} on op {where} (line {where + 2}): {what}"
+        answers.extend(r.answer for r in batch.results)
+    return answers, None
+
+
+# ---------------------------------------------------------------------------
+# benchmark
+
+
+def demo_ops(n: int, seed: int = 0) -> list[Op]:
+    """A campaign-like op mix: lookups of built-in and custom names, some churn of handlers."""
+    rng = random.Random(seed)
+    names = [b"kprobe/do_sys_open", b"socket", b"xdp", b"cgroup/connect4", b"tp/a/b", b"nope",
+             b"?socket", b"uprobe//bin/sh:main"] + [b"custom%d/x" % i for i in range(24)]
+    ops: list[Op] = []
+    registers = 0
+    for i in range(n):
+        roll = rng.random()
+        if roll < 0.06:
+            opts = HandlerOpts(cookie=i, prog_setup_fn=Callback(0)) if i % 3 == 0 else None
+            form = (b"", b"/", b"+")[i % 3]
+            ops.append(Register(b"custom%d" % rng.randrange(24) + form, rng.randrange(32), 0,
+                                opts))
+            registers += 1
+        elif roll < 0.09 and registers:
+            handler = HandleRef(rng.randrange(registers)) if roll < 0.08 else rng.randrange(-2, 40)
+            ops.append(Unregister(handler))
+        elif roll < 0.65:
+            ops.append(ProgTypeByName(rng.choice(names)))
+        else:
+            ops.append(AttachTypeByName(rng.choice(names)))
+    return ops
+
+
+def bench_replay(n: int = 200_000, *, version: str = "1.7.0", rounds: int = 3,
+                 seed: int = 0) -> float:
+    """Median ops/s of ``replay`` on one trace of ``n`` ops with the oracle's answers."""
+    ops = demo_ops(n, seed)
+    answers = Oracle(version).run(ops)
+    with tempfile.TemporaryDirectory(prefix="sec-oracle-bench-") as tmp:
+        path = Path(tmp) / "bench.jsonl"
+        records = [Record(op, a) for op, a in zip(ops, answers, strict=True)]
+        write_trace(path, TraceHeader(LibbpfInfo(version), origin="bench", seed=seed), records)
+        rates = []
+        for _ in range(rounds):
+            start = time.perf_counter()
+            result = replay([path])
+            rates.append(n / (time.perf_counter() - start))
+            assert result.exit_code == 0, result
+    return statistics.median(rates)
+
+
+# ---------------------------------------------------------------------------
+# command line
+
+
+def _run(args: argparse.Namespace) -> int:
+    result = replay(args.paths, version=args.version, libbpf=args.libbpf)
+    for trace in result.traces:
+        if args.json:
+            print(json.dumps(trace.to_json()))
+        else:
+            print(text_report(trace))
+    sys.stdout.flush()
+    return result.exit_code
+
+
+def text_report(trace: TraceResult) -> str:
+    """A few lines per trace: a PASS/FAIL/ERROR line, then the differences."""
+    if trace.status == "error":
+        return f"ERROR {trace.error}"
+    counts = f"{trace.ops} ops, {trace.checked} answers checked on {trace.target}"
+    if trace.status == "conforms":
+        return f"PASS {trace.path}: {counts} ({trace.ops_per_s:,.0f} ops/s)"
+    lines = [f"FAIL {trace.path}: {trace.divergence_count} of {trace.checked} answers differ"
+             f" ({counts})"]
+    if trace.crash:
+        lines.append(f"  {trace.crash}")
+    lines += [f"  {d.describe()}" for d in trace.divergences]
+    if trace.divergence_count > len(trace.divergences):
+        lines.append(f"  ... and {trace.divergence_count - len(trace.divergences)} more")
+    return "\n".join(lines)
+
+
+def register(sub: Any) -> None:
+    parser = sub.add_parser("replay", help="replay traces on the oracle (or a libbpf) and"
+                            " report answers that differ")
+    parser.add_argument("paths", metavar="PATH", nargs="+", help="trace files (.jsonl)")
+    parser.add_argument("--version", default=None,
+                        help="oracle release to replay on (default: each trace's header)")
+    parser.add_argument("--libbpf", metavar="TARGET", default=None,
+                        help="replay on a real libbpf instead: system, VERSION[+asan|+fuzz]"
+                        " or the path of a libbpf .so")
+    parser.add_argument("--json", action="store_true", help="one line of JSON per trace")
+    parser.set_defaults(handler=_run)
+
+
+__all__: Sequence[str] = [
+    "Divergence", "ReplayResult", "TraceResult", "bench_replay", "register", "replay",
+]
