@@ -8,8 +8,10 @@ Rules:
 - ``matcher``: the model's lookup (``oracle.model.lookup.find_sec_def`` over the
   fast index) against the naive reference scan (``oracle.model.reference``) on
   the same names and the same registered handlers.
-- ``worker`` (when the libbpf worker is present): ops/s through the crash-isolated
-  worker against the same ops called in-process.
+- ``worker``: ops/s through the crash-isolated worker against the same ops
+  called in-process (``oracle.libbpf.bench``).
+- ``campaign``: a whole campaign's ops/s against libbpf alone answering the
+  same op stream in-process (``oracle.campaign.bench``).
 """
 
 from __future__ import annotations
@@ -114,6 +116,12 @@ def _run(args: argparse.Namespace) -> int:
         from oracle.libbpf.targets import resolve
 
         results.append(bench_worker(resolve(args.libbpf), args.ops, args.batch))
+    if args.what in ("campaign", "all"):
+        from oracle.campaign.bench import bench_campaign
+        from oracle.campaign.check import CheckConfig, prepare
+
+        env = prepare(CheckConfig(libbpf=args.libbpf))
+        results.append(bench_campaign(env, args.cases, rounds=args.rounds))
     for result in results:
         print(json.dumps(result, indent=None if args.json else 2))
     return 0
@@ -121,13 +129,15 @@ def _run(args: argparse.Namespace) -> int:
 
 def register(sub: Any) -> None:
     parser = sub.add_parser("bench", help="throughput figures, measured side by side in one run")
-    parser.add_argument("what", nargs="?", choices=["matcher", "worker", "all"], default="matcher")
+    parser.add_argument("what", nargs="?", choices=["matcher", "worker", "campaign", "all"],
+                        default="matcher")
     parser.add_argument("--version", default="1.7.0", help="oracle release for matcher")
     parser.add_argument("--names", type=_positive, default=20_000, help="lookups per round")
     parser.add_argument("--rounds", type=_positive, default=5)
     parser.add_argument("--libbpf", default="system", help="target for the worker bench")
     parser.add_argument("--ops", type=_positive, default=50_000)
     parser.add_argument("--batch", type=_positive, default=256)
+    parser.add_argument("--cases", type=_positive, default=3000, help="cases for campaign")
     parser.add_argument("--json", action="store_true", help="one line of JSON per result")
     parser.set_defaults(handler=_run)
 

@@ -31,10 +31,11 @@ Rules and invariants:
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import struct
 from dataclasses import dataclass, field
-from typing import Final, TypeAlias
+from typing import Any, Final, TypeAlias
 
 from oracle.bpfelf import ObjectSpec
 from oracle.errors import BadArgumentError
@@ -371,3 +372,25 @@ def check_obj_ref(ref: ObjRef, opens: int) -> int:
     if not 0 <= ref.index < opens:
         raise BadArgumentError(f"{ref} names an Open that has not happened")
     return ref.index
+
+
+def rebase(op: Op, registers: int, objects: int) -> Op:
+    """``op`` as it reads after ``registers`` Registers and ``objects`` Opens ran before it.
+
+    Every ``HandleRef``/``ObjRef`` field moves past the earlier ones; used to
+    run several sequences back to back in one process.
+    """
+    if type(op) not in _HAS_REFS or not (registers or objects):
+        return op
+    changes: dict[str, Any] = {}
+    for spec in dataclasses.fields(op):
+        value = getattr(op, spec.name)
+        if isinstance(value, HandleRef):
+            changes[spec.name] = HandleRef(value.index + registers)
+        elif isinstance(value, ObjRef):
+            changes[spec.name] = ObjRef(value.index + objects)
+    return dataclasses.replace(op, **changes) if changes else op
+
+
+#: op kinds with a ``HandleRef`` or ``ObjRef`` field (what ``rebase`` has to look at)
+_HAS_REFS: Final = frozenset({Unregister, ProgInfo, SetType, SetAutoload, Load, Attach, Close})

@@ -18,17 +18,14 @@ Rules:
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from oracle.campaign.check import CheckConfig, Environment, prepare
-from oracle.campaign.generate import CaseGenerator
+from oracle.campaign.check import CheckConfig, Environment, MixedCases, prepare
 from oracle.campaign.known import TRIGGERS, known_bugs
 from oracle.libbpf.worker import Worker
 from oracle.model.oracle import Oracle
-from oracle.model.versions import profile
 from oracle.ops import Op
 from oracle.traces import Record, TraceHeader, write_trace
 
@@ -51,10 +48,11 @@ def touches_known_bug(version: str, ops: list[Op]) -> bool:
 class ModelCoverage:
     """Which branches (arcs) of ``oracle/model`` a case makes the oracle take."""
 
-    def __init__(self, version: str) -> None:
+    def __init__(self, version: str, bpf: bool) -> None:
         import coverage
 
         self.version = version
+        self.bpf = bpf
         self.seen: set[tuple[str, int, int]] = set()
         self._cov = coverage.Coverage(data_file=None, branch=True,
                                       include=[str(MODEL_DIR / "*.py")],
@@ -64,7 +62,7 @@ class ModelCoverage:
         self._cov.erase()
         self._cov.start()
         try:
-            Oracle(self.version).run(ops)
+            Oracle(self.version, bpf=self.bpf).run(ops)
         finally:
             self._cov.stop()
         data = self._cov.get_data()
@@ -76,24 +74,17 @@ class ModelCoverage:
         return bool(new)
 
 
-def cases(version: str, seed: int, count: int,
-          extra: Callable[[int], Iterator[list[Op]]] | None = None) -> Iterator[list[Op]]:
-    generator = CaseGenerator(profile(version), seed)
-    for _ in range(count):
-        yield generator.case()
-    if extra is not None:
-        yield from extra(seed)
-
-
 def record(env: Environment, out: Path, *, count: int, seed: int, select: str,
            timeout: float = 10.0) -> RecordStats:
     """Run ``count`` generated cases on ``env``'s libbpf and save the chosen ones."""
     out.mkdir(parents=True, exist_ok=True)
-    coverage = ModelCoverage(env.version) if select == "coverage" else None
+    coverage = ModelCoverage(env.version, env.bpf) if select == "coverage" else None
     kept: list[Path] = []
     total = crashed = known = 0
+    mixed = MixedCases(env, CheckConfig(lifecycle=0.5), seed)
     with Worker(env.target, timeout=timeout) as worker:
-        for index, ops in enumerate(cases(env.version, seed, count)):
+        for index in range(count):
+            ops = mixed.next()
             total += 1
             if touches_known_bug(env.version, ops):
                 known += 1

@@ -7,9 +7,14 @@ Rules:
   ``1.7.0+asan``, a path), a freshly reset ``oracle.libbpf.worker.Worker``
   (crash-isolated; ops go in batches of ``BATCH``).
 - Every record that carries an answer is checked: the answer must equal the
-  replayed one exactly (``rc`` and every out-parameter, ``None`` meaning
-  "untouched").  Records without an answer are run, not checked.  Log lines
-  are never compared.
+  replayed one exactly (``rc``, every out-parameter, ``None`` meaning
+  "untouched", and the handler callback calls libbpf made, in order).
+  Records without an answer are run, not checked.  Log lines are never
+  compared.
+- Object ops (``open`` .. ``close``) replay like the others.  ``load`` and
+  ``attach`` need bpf(): a live libbpf answers ``NO_BPF`` (-ENOSYS) where the
+  worker may not call it; the oracle models a process with bpf() unless
+  ``bpf=False`` (``--no-bpf``, for traces recorded without it).
 - A trace ends in one of three states: ``conforms`` (no difference),
   ``diverges`` (some answer differs, or the live libbpf died), ``error`` (the
   trace is unreadable or corrupt, or its ops cannot be run, e.g. an unknown
@@ -43,9 +48,11 @@ from oracle.ops import (
     Answer,
     AttachTypeByName,
     Callback,
+    CallbackCall,
     HandleRef,
     HandlerOpts,
     Op,
+    OutValue,
     ProgTypeByName,
     Register,
     Unregister,
@@ -55,6 +62,7 @@ from oracle.traces import (
     Record,
     TraceHeader,
     TraceReader,
+    encode_answer,
     encode_op,
     rc_text,
     read_trace,
@@ -149,7 +157,10 @@ class ReplayResult:
 
 
 def _answer_json(answer: Answer | None) -> dict[str, Any] | None:
-    return None if answer is None else {"rc": answer.rc, "out": list(answer.out)}
+    """The answer as a trace writes it (``rc`` a number here, for scripts)."""
+    if answer is None:
+        return None
+    return encode_answer(answer) | {"rc": answer.rc}
 
 
 def op_text(op: Op, limit: int = 240) -> str:
@@ -159,8 +170,20 @@ def op_text(op: Op, limit: int = 240) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _out_text(value: int | bytes | None) -> str:
-    return "untouched" if value is None else str(value)
+def _out_text(value: OutValue) -> str:
+    if value is None:
+        return "untouched"
+    if isinstance(value, bytes):
+        return json.dumps(value.decode("latin-1"))
+    return str(value)
+
+
+def call_text(call: CallbackCall | None) -> str:
+    """``prog_setup_fn of h0 on "abc1" (SEC "abc") cookie 1 returned 0``, ``none``."""
+    if call is None:
+        return "none"
+    return (f"{call.callback} of h{call.registration} on {_out_text(call.program)}"
+            f" (SEC {_out_text(call.section)}) cookie {call.cookie} returned {call.ret}")
 
 
 def answer_diff(expected: Answer, actual: Answer | None) -> list[str]:
@@ -175,6 +198,14 @@ def answer_diff(expected: Answer, actual: Answer | None) -> list[str]:
             facts.append(f"out[{i}] expected {_out_text(e)}, got {_out_text(a)}")
     if len(expected.out) != len(actual.out):
         facts.append(f"out expected {len(expected.out)} values, got {len(actual.out)}")
+    if len(expected.calls) != len(actual.calls):
+        facts.append(f"callback calls expected {len(expected.calls)},"
+                     f" got {len(actual.calls)}")
+    for i in range(max(len(expected.calls), len(actual.calls))):
+        want = expected.calls[i] if i < len(expected.calls) else None
+        got = actual.calls[i] if i < len(actual.calls) else None
+        if want != got:
+            facts.append(f"call {i} expected {call_text(want)}, got {call_text(got)}")
     return facts
 
 
@@ -183,15 +214,16 @@ def answer_diff(expected: Answer, actual: Answer | None) -> list[str]:
 
 
 def replay(paths: Iterable[str | os.PathLike[str]], *, version: str | None = None,
-           libbpf: str | None = None) -> ReplayResult:
-    """Replay each trace on a fresh oracle (or on a libbpf target, see ``--libbpf``)."""
+           libbpf: str | None = None, bpf: bool = True) -> ReplayResult:
+    """Replay each trace on a fresh oracle (or on a libbpf target, see ``--libbpf``);
+    ``bpf=False``: the oracle models a process without bpf() (see module rules)."""
     names = [os.fspath(p) for p in paths]
     if libbpf is None:
-        return ReplayResult(tuple(replay_on_oracle(p, version) for p in names))
+        return ReplayResult(tuple(replay_on_oracle(p, version, bpf=bpf) for p in names))
     return replay_on_libbpf(names, libbpf)
 
 
-def replay_on_oracle(path: str, version: str | None = None) -> TraceResult:
+def replay_on_oracle(path: str, version: str | None = None, *, bpf: bool = True) -> TraceResult:
     """One trace on a fresh ``Oracle``; never raises for bad input (see ``error``)."""
     start = time.perf_counter()
     count = checked = differing = 0
@@ -199,7 +231,7 @@ def replay_on_oracle(path: str, version: str | None = None) -> TraceResult:
     target = f"oracle {version}" if version else "oracle"
     try:
         with TraceReader(path) as reader:
-            oracle = Oracle(version or reader.header.libbpf.version)
+            oracle = Oracle(version or reader.header.libbpf.version, bpf=bpf)
             target = f"oracle {oracle.version}"
             apply = oracle.apply
             for record in reader:
@@ -313,10 +345,24 @@ def demo_ops(n: int, seed: int = 0) -> list[Op]:
     return ops
 
 
+def lifecycle_demo_ops(n: int, seed: int = 0) -> list[Op]:
+    """About ``n`` ops of ``oracle.campaign.lifecycle_gen`` sequences, back to back."""
+    from oracle.campaign.lifecycle_gen import LifecycleGenerator, concatenated
+
+    generator = LifecycleGenerator(seed)
+    sequences: list[list[Op]] = []
+    total = 0
+    while total < n:
+        sequences.append(generator.sequence())
+        total += len(sequences[-1])
+    return concatenated(sequences)[:n]
+
+
 def bench_replay(n: int = 200_000, *, version: str = "1.7.0", rounds: int = 3,
-                 seed: int = 0) -> float:
-    """Median ops/s of ``replay`` on one trace of ``n`` ops with the oracle's answers."""
-    ops = demo_ops(n, seed)
+                 seed: int = 0, lifecycle: bool = False) -> float:
+    """Median ops/s of ``replay`` on one trace of ``n`` ops with the oracle's answers
+    (``lifecycle``: object lifecycle sequences instead of the lookup-heavy mix)."""
+    ops = lifecycle_demo_ops(n, seed) if lifecycle else demo_ops(n, seed)
     answers = Oracle(version).run(ops)
     with tempfile.TemporaryDirectory(prefix="sec-oracle-bench-") as tmp:
         path = Path(tmp) / "bench.jsonl"
@@ -336,7 +382,7 @@ def bench_replay(n: int = 200_000, *, version: str = "1.7.0", rounds: int = 3,
 
 
 def _run(args: argparse.Namespace) -> int:
-    result = replay(args.paths, version=args.version, libbpf=args.libbpf)
+    result = replay(args.paths, version=args.version, libbpf=args.libbpf, bpf=args.bpf)
     for trace in result.traces:
         if args.json:
             print(json.dumps(trace.to_json()))
@@ -372,6 +418,9 @@ def register(sub: Any) -> None:
     parser.add_argument("--libbpf", metavar="TARGET", default=None,
                         help="replay on a real libbpf instead: system, VERSION[+asan|+fuzz]"
                         " or the path of a libbpf .so")
+    parser.add_argument("--no-bpf", dest="bpf", action="store_false",
+                        help="the oracle models a process without bpf(): load and attach"
+                        " answer -ENOSYS (for traces recorded without bpf())")
     parser.add_argument("--json", action="store_true", help="one line of JSON per trace")
     parser.set_defaults(handler=_run)
 

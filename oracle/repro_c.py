@@ -7,13 +7,14 @@ per fact.
 
 Rules and invariants:
 - Record ``i`` becomes "op i": the call, then one check per fact of its
-  recorded answer: ``rc``, then each out-parameter.  A passing fact prints
-  ``ok   op i CALL: ...``; a failing one
-  ``FAIL op i CALL: rc expected -ESRCH (-3), got 0`` (``CALL`` is the C
+  recorded answer: ``rc``, then each out-parameter, then (see below) the
+  callback calls.  A passing fact prints ``ok   op i CALL: ...``; a failing
+  one ``FAIL op i CALL: rc expected -ESRCH (-3), got 0`` (``CALL`` is the C
   source of the call, via the preprocessor's ``#``).  ``main`` returns 1 if
-  any fact failed, else 0.  Records without an answer are only called, so a
-  trace without answers is a crash reproducer: it makes the calls and lets the
-  sanitizer (or the kernel) speak.
+  any fact failed, else 0; the last line is ``PASS: ...`` or ``FAIL: ...``.
+  Records without an answer are only called, so a trace without answers is a
+  crash reproducer: it makes the calls and lets the sanitizer (or the kernel)
+  speak.
 - Out-parameters are set to ``UNTOUCHED`` (0xC0DEFACE) before each lookup; an
   answer's ``None`` ("libbpf left it untouched") is checked as "still
   ``UNTOUCHED``".  (A handler registered with the type 0xC0DEFACE makes the two
@@ -26,9 +27,37 @@ Rules and invariants:
   ``_Static_assert`` that the header's struct is 40 bytes).  Any other opts are
   laid out byte for byte in a zeroed buffer, exactly ``HandlerOpts.to_bytes``:
   ``sz`` at 0, ``cookie`` at 8, callback pointers at 16/24/32, ``tail`` at 40.
-- A callback is a static function returning the recorded value, one per
-  (kind, value).  ``HandleRef(n)`` is the variable ``hn`` holding the n-th
-  register's return.  Only what the program uses is emitted (``-Wall``).
+- Callbacks are static functions returning the recorded ``Callback.ret``.
+  Without object ops (nothing can call them) there is one per (kind, value),
+  ``setup_ret_m1``.  With object ops and answers there is one per (kind,
+  registration), ``setup_h3``: it records the call (callback, registration,
+  program name, section name, cookie, return value) and after each ``open``,
+  ``load`` and ``attach`` (and any op whose answer has calls) the recorded
+  calls are checked against the answer's, one fact for their number and one
+  per call, then forgotten.  ``HandleRef(n)`` is the variable ``hn`` holding
+  the n-th register's return.
+- Object ops mirror ``oracle.libbpf.lifecycle`` (the worker): ``Open`` is
+  ``bpf_object__open_mem`` of the object's bytes (``build_object(spec)`` or
+  the raw bytes), embedded as ``static const unsigned char objN_elf[]``, its
+  rc 0 or ``libbpf_get_error`` (-1 for NULL without an error) and its out the
+  number of programs ``bpf_object__next_program`` walks; a program is the
+  ``prog``-th in that order (``prog_at``); ``ProgInfo`` calls each getter and
+  checks what it returns (strings with ``strcmp``; its rc 0 is the harness's
+  and not checked);
+  ``Attach`` is ``bpf_program__attach`` then ``bpf_link__destroy`` of any
+  link, rc 0 or ``libbpf_get_error``; ``Close``'s rc (always 0) is not
+  checked.
+- The harness conventions (``oracle.ops``) are applied as the trace recorded
+  them: an op on an object that is not open (its recorded open failed, or it
+  was closed), or on a program index outside the recorded count, and a
+  ``load``/``attach`` recorded as ``NO_BPF``, become a comment: libbpf was
+  not called, so nothing is called or checked.  Should a program the trace
+  had be missing at run time, ``prog_at`` fails that fact and stops the
+  program (the rest would dereference NULL).  Where an open's answer was not
+  recorded, the conventions are applied at run time instead:
+  ``if (obj0)``, ``if ((prog = prog_or_null(obj0, 2)))``.
+- Only what the program uses is emitted (``-Wall``).  A program with
+  ``load`` or ``attach`` says in its header that it needs root.
 """
 
 from __future__ import annotations
@@ -38,19 +67,32 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
+from oracle.bpfelf import ObjectSpec, build_object
 from oracle.errors import BadArgumentError
 from oracle.ops import (
     INT_MAX,
+    NO_BPF,
+    NO_OBJECT,
+    NO_PROGRAM,
     OPTS_STRUCT_SIZE,
     Answer,
+    Attach,
     AttachTypeByName,
     Callback,
+    CallbackCall,
+    Close,
     Fault,
     HandleRef,
     HandlerOpts,
+    Load,
+    ObjRef,
     Op,
+    Open,
+    ProgInfo,
     ProgTypeByName,
     Register,
+    SetAutoload,
+    SetType,
     Unregister,
 )
 from oracle.traces import ERRNO_NAME, Trace
@@ -61,6 +103,11 @@ OUT_NAMES: Final[dict[type, tuple[str, ...]]] = {
     ProgTypeByName: ("prog_type", "attach_type"),
     AttachTypeByName: ("attach_type",),
 }
+#: the getters ``ProgInfo`` reports, in ``Answer.out`` order (``True``: a string)
+PROG_GETTERS: Final = (("bpf_program__name", True), ("bpf_program__section_name", True),
+                       ("bpf_program__type", False),
+                       ("bpf_program__expected_attach_type", False),
+                       ("bpf_program__autoload", False))
 #: errnos the rc printer always knows, on top of those the trace expects
 COMMON_ERRNOS: Final = (1, 2, 3, 7, 12, 16, 17, 22, 95)
 CALLBACK_KINDS: Final = (
@@ -73,6 +120,10 @@ CALLBACK_KINDS: Final = (
 )
 OFFSETS: Final = {"sz": 0, "cookie": 8, "prog_setup_fn": 16, "prog_prepare_load_fn": 24,
                   "prog_attach_fn": 32}
+LIFECYCLE_OPS: Final = (Open, ProgInfo, SetType, SetAutoload, Load, Attach, Close)
+#: ops during which libbpf calls handler callbacks
+CALLING_OPS: Final = (Open, Load, Attach)
+ELF_BYTES_PER_LINE: Final = 12
 
 
 # ---------------------------------------------------------------------------
@@ -130,52 +181,94 @@ def comment_text(text: str) -> str:
 
 @dataclass
 class _Plan:
-    """What the trace needs declared; filled in by one pass over the records."""
+    """What the trace needs declared: one pass over the records before ``main``, and
+    ``used`` (the helpers ``main`` calls) filled in while ``main`` is written."""
 
     handles: set[int] = field(default_factory=set)  # HandleRef indexes used
-    callbacks: dict[tuple[str, int], str] = field(default_factory=dict)  # (kind, ret) -> name
+    #: callback function name -> (kind, value it returns, registration or None)
+    callbacks: dict[str, tuple[str, int, int | None]] = field(default_factory=dict)
     errnos: set[int] = field(default_factory=lambda: set(COMMON_ERRNOS))
     checks_rc: bool = False
-    checks_out: bool = False
+    records_calls: bool = False  # callbacks record their calls, answers' calls are checked
     lookups: set[type] = field(default_factory=set)
     standard_opts: bool = False
     raw_opts: bool = False
     faults: set[str] = field(default_factory=set)
+    #: object bytes -> (array name, whether they came from an ObjectSpec)
+    elf: dict[bytes, tuple[str, bool]] = field(default_factory=dict)
+    opens: int = 0
+    needs_root: bool = False
+    max_calls: int = 0
+    used: set[str] = field(default_factory=set)
+
+    @property
+    def calls_block(self) -> bool:
+        """Whether the call recorder (``struct call``, ``calls[]``) is needed."""
+        return self.records_calls and bool(self.callbacks or self.used & {"expect_calls",
+                                                                          "forget"})
 
 
 def is_standard(opts: HandlerOpts) -> bool:
     return opts.sz == OPTS_STRUCT_SIZE and not opts.tail
 
 
+def elf_bytes(obj: ObjectSpec | bytes) -> bytes:
+    """The bytes an ``Open`` passes to ``bpf_object__open_mem``."""
+    return build_object(obj) if isinstance(obj, ObjectSpec) else bytes(obj)
+
+
 def _plan(trace: Trace) -> _Plan:
     plan = _Plan()
+    ops = [r.op for r in trace.records]
+    has_callbacks = any(isinstance(op, Register) and op.opts is not None
+                        and any(getattr(op.opts, kind) for kind, *_ in CALLBACK_KINDS)
+                        for op in ops)
     for record in trace.records:
         op, answer = record.op, record.answer
-        if isinstance(op, Unregister) and isinstance(op.handler, HandleRef):
-            plan.handles.add(op.handler.index)
-        if isinstance(op, Register) and op.opts is not None:
-            _plan_opts(plan, op.opts)
-        if isinstance(op, ProgTypeByName | AttachTypeByName):
-            plan.lookups.add(type(op))
         if isinstance(op, Fault):
             plan.faults.add(op.kind)
         elif answer is not None:
             plan.checks_rc = True
-            plan.checks_out = plan.checks_out or bool(answer.out)
             if answer.rc < 0 and -answer.rc in ERRNO_NAME:
                 plan.errnos.add(-answer.rc)
+            plan.max_calls = max(plan.max_calls, len(answer.calls))
+    plan.records_calls = plan.checks_rc and has_callbacks and (
+        any(isinstance(op, LIFECYCLE_OPS) for op in ops)
+        or any(r.answer is not None and r.answer.calls for r in trace.records))
+    registers = 0
+    for op in ops:
+        if isinstance(op, Unregister) and isinstance(op.handler, HandleRef):
+            plan.handles.add(op.handler.index)
+        if isinstance(op, Register):
+            if op.opts is not None:
+                _plan_opts(plan, op.opts, registers)
+            registers += 1
+        if isinstance(op, ProgTypeByName | AttachTypeByName):
+            plan.lookups.add(type(op))
+        if isinstance(op, Open):
+            plan.elf.setdefault(elf_bytes(op.obj),
+                                (f"obj{plan.opens}_elf", isinstance(op.obj, ObjectSpec)))
+            plan.opens += 1
     return plan
 
 
-def _plan_opts(plan: _Plan, opts: HandlerOpts) -> None:
+def _plan_opts(plan: _Plan, opts: HandlerOpts, registration: int) -> None:
     if is_standard(opts):
         plan.standard_opts = True
     else:
         plan.raw_opts = True
-    for kind, short, _, _ in CALLBACK_KINDS:
+    for kind, _, _, _ in CALLBACK_KINDS:
         cb: Callback | None = getattr(opts, kind)
         if cb is not None:
-            plan.callbacks[(kind, cb.ret)] = f"{short}_ret_{_ident(cb.ret)}"
+            reg = registration if plan.records_calls else None
+            plan.callbacks[callback_name(plan, kind, cb, registration)] = (kind, cb.ret, reg)
+
+
+def callback_name(plan: _Plan, kind: str, cb: Callback, registration: int) -> str:
+    short = next(s for k, s, _, _ in CALLBACK_KINDS if k == kind)
+    if plan.records_calls:
+        return f"{short}_h{registration}"
+    return f"{short}_ret_{_ident(cb.ret)}"
 
 
 # ---------------------------------------------------------------------------
@@ -202,6 +295,9 @@ def _header(trace: Trace, title: str, summary: str, plan: _Plan) -> str:
     else:
         lines += ["", "No answers were recorded: this program only makes the calls (a crash",
                   "reproducer: run it against the build that crashed)."]
+    if plan.needs_root:
+        lines += ["", "bpf_object__load and bpf_program__attach make bpf() calls: run it as",
+                  "root (CAP_BPF, CAP_PERFMON, CAP_NET_ADMIN), or they fail with -EPERM."]
     lines += [
         "",
         "Build and run against the system libbpf (libbpf-dev):",
@@ -224,17 +320,18 @@ def _wrap(text: str) -> list[str]:
 
 def _includes(plan: _Plan) -> str:
     names = ["errno.h", "stdio.h"]
-    if "abort" in plan.faults:
+    if "abort" in plan.faults or "prog_at" in plan.used or plan.calls_block:
         names.append("stdlib.h")
-    if plan.raw_opts:
+    if plan.raw_opts or "str" in plan.used or plan.calls_block:
         names.append("string.h")
     if "hang" in plan.faults:
         names.append("unistd.h")
     return "\n".join(f"#include <{n}>" for n in sorted(names)) + "\n#include <bpf/libbpf.h>"
 
 
-_RC_CHECK: Final = r"""static int facts, failures;
-static const char *last_call;
+_FACTS: Final = "static int facts, failures;"
+
+_RC_CHECK: Final = r"""static const char *last_call;
 
 static const char *rc_str(char *buf, size_t len, int rc)
 {
@@ -272,10 +369,11 @@ static int expect_rc(int op, const char *call, int got, int expected)
 /* run CALL, check its return value; evaluates to that value */
 #define EXPECT_RC(op, expected, call) expect_rc(op, #call, (call), expected)"""
 
-_OUT_CHECK: Final = r"""
+_UNTOUCHED: Final = r"""
 /* out-parameters hold this before each lookup: still there means untouched */
-#define UNTOUCHED 0xC0DEFACEu
+#define UNTOUCHED 0xC0DEFACEu"""
 
+_OUT_CHECK: Final = r"""
 static const char *out_str(char *buf, size_t len, unsigned int value)
 {
 	if (value == UNTOUCHED)
@@ -299,34 +397,280 @@ static void expect_out(int op, const char *what, unsigned int got, unsigned int 
 	printf("FAIL op %d %s: %s expected %s, got %s\n", op, last_call, what, e, out_str(g, 32, got));
 }"""
 
+_STR_CHECK: Final = r"""
+static void expect_str(int op, const char *call, const char *got, const char *expected)
+{
+	facts++;
+	if (got && strcmp(got, expected) == 0) {
+		printf("ok   op %d %s: \"%s\"\n", op, call, got);
+		return;
+	}
+	failures++;
+	printf("FAIL op %d %s: expected \"%s\", got %s%s%s\n", op, call, expected,
+		got ? "\"" : "", got ? got : "NULL", got ? "\"" : "");
+}
+
+/* run CALL (a string getter), check what it returns */
+#define EXPECT_STR(op, expected, call) expect_str(op, #call, (call), expected)"""
+
+_U32_CHECK: Final = r"""
+static void expect_u32(int op, const char *call, unsigned int got, unsigned int expected)
+{
+	facts++;
+	if (got == expected) {
+		printf("ok   op %d %s: %u\n", op, call, got);
+		return;
+	}
+	failures++;
+	printf("FAIL op %d %s: expected %u, got %u\n", op, call, expected, got);
+}
+
+/* run CALL (a getter), check what it returns */
+#define EXPECT_U32(op, expected, call) expect_u32(op, #call, (call), expected)"""
+
 _PUT: Final = r"""
 /* store VAL's bytes at OFF of BUF: opts laid out exactly as recorded */
 #define PUT(buf, off, val) do { __typeof__(val) v_ = (val); \
 	memcpy((buf) + (off), &v_, sizeof(v_)); } while (0)"""
 
+_OPEN: Final = r"""
+/* bpf_object__open_mem as the harness calls it: 0, or libbpf_get_error (-1 if none) */
+static int open_object(struct bpf_object **obj, const unsigned char *elf, size_t size)
+{
+	long err;
+
+	*obj = bpf_object__open_mem(elf, size, NULL);
+	err = libbpf_get_error(*obj);
+	if (err || !*obj) {
+		*obj = NULL;
+		return err ? (int)err : -1;
+	}
+	return 0;
+}"""
+
+_COUNT: Final = r"""
+/* how many programs bpf_object__next_program walks (UNTOUCHED: no object) */
+static unsigned int count_programs(const struct bpf_object *obj)
+{
+	struct bpf_program *prog = NULL;
+	unsigned int n = 0;
+
+	if (!obj)
+		return UNTOUCHED;
+	while ((prog = bpf_object__next_program(obj, prog)))
+		n++;
+	return n;
+}"""
+
+_PROG_OR_NULL: Final = r"""
+/* the INDEX-th program of OBJ in bpf_object__next_program order, NULL if there is none */
+static struct bpf_program *prog_or_null(const struct bpf_object *obj, int index)
+{
+	struct bpf_program *prog = NULL;
+	int i;
+
+	for (i = 0; obj && i <= index; i++)
+		if (!(prog = bpf_object__next_program(obj, prog)))
+			break;
+	return prog;
+}"""
+
+_PROG_AT: Final = r"""
+/* the same, for a program the trace recorded: stops (a failed fact) if there is none */
+static struct bpf_program *prog_at(int op, const struct bpf_object *obj, int index)
+{
+	struct bpf_program *prog = prog_or_null(obj, index);
+
+	if (!prog) {
+%s
+		exit(1);
+	}
+	return prog;
+}"""
+_PROG_AT_FAIL: Final = r"""		facts++;
+		failures++;
+		printf("FAIL op %d: the object has no program %d: stopping\n", op, index);
+		printf("FAIL: %d of %d facts hold\n", facts - failures, facts);"""
+_PROG_AT_STOP: Final = (
+    r"""		printf("op %d: the object has no program %d: stopping\n", op, index);""")
+
+_ATTACH: Final = r"""
+/* bpf_program__attach as the harness calls it: 0 (the link is destroyed at once),
+ * or libbpf_get_error (-1 if none) */
+static int attach_program(struct bpf_program *prog)
+{
+	struct bpf_link *link = bpf_program__attach(prog);
+	long err = libbpf_get_error(link);
+
+	if (err || !link)
+		return err ? (int)err : -1;
+	bpf_link__destroy(link);
+	return 0;
+}"""
+
+_CALLS: Final = r"""
+/* the handler callbacks libbpf called since the last check, in order */
+struct call {
+	const char *callback;
+	int registration;	/* hN: the Nth register op's opts held the callback */
+	const char *program, *section;
+	long cookie;
+	int ret;		/* what the callback returned to libbpf */
+};
+
+#define CALLS_MAX %d
+static struct call calls[CALLS_MAX];
+static int ncalls;"""
+
+_CALLED: Final = r"""
+/* every callback: record the call, return the recorded value */
+static int called(const char *callback, int registration, const struct bpf_program *prog,
+		long cookie, int ret)
+{
+	if (ncalls < CALLS_MAX)
+		calls[ncalls] = (struct call){ callback, registration,
+			strdup(bpf_program__name(prog)), strdup(bpf_program__section_name(prog)),
+			cookie, ret };
+	ncalls++;
+	return ret;
+}"""
+
+_FORGET: Final = r"""
+static void forget_calls(void)
+{
+	int i;
+
+	for (i = 0; i < ncalls && i < CALLS_MAX; i++) {
+		free((char *)calls[i].program);
+		free((char *)calls[i].section);
+	}
+	ncalls = 0;
+}"""
+
+_EXPECT_CALLS: Final = r"""
+static const char *call_str(char *buf, size_t len, const struct call *c)
+{
+	if (!c)
+		snprintf(buf, len, "none");
+	else
+		snprintf(buf, len, "%s of h%d on %s (SEC \"%s\") cookie %ld returned %d",
+			c->callback, c->registration, c->program, c->section, c->cookie, c->ret);
+	return buf;
+}
+
+static int same_call(const struct call *a, const struct call *b)
+{
+	return a && b && strcmp(a->callback, b->callback) == 0 &&
+		a->registration == b->registration && strcmp(a->program, b->program) == 0 &&
+		strcmp(a->section, b->section) == 0 && a->cookie == b->cookie && a->ret == b->ret;
+}
+
+/* the calls since the last check must be these N, in order; then they are forgotten */
+static void expect_calls(int op, int n, const struct call *expected)
+{
+	char g[512], e[512];
+	int i;
+
+	facts++;
+	if (ncalls == n) {
+		printf("ok   op %d %s: %d callback calls\n", op, last_call, n);
+	} else {
+		failures++;
+		printf("FAIL op %d %s: callback calls expected %d, got %d\n", op, last_call, n, ncalls);
+	}
+	for (i = 0; i < CALLS_MAX && (i < n || i < ncalls); i++) {
+		const struct call *got = i < ncalls ? &calls[i] : NULL;
+		const struct call *want = i < n ? &expected[i] : NULL;
+
+		facts++;
+		if (same_call(got, want)) {
+			printf("ok   op %d %s: call %d %s\n", op, last_call, i,
+				call_str(g, sizeof(g), got));
+			continue;
+		}
+		failures++;
+		call_str(e, sizeof(e), want);
+		printf("FAIL op %d %s: call %d expected %s, got %s\n", op, last_call, i, e,
+			call_str(g, sizeof(g), got));
+	}
+	forget_calls();
+}"""
+
 
 def _prelude(plan: _Plan) -> str:
+    used = plan.used
     parts = []
     if plan.checks_rc:
+        parts.append(_FACTS)
+    if "rc" in used:
         names = ",\n".join(f'\t\t{{ {ERRNO_NAME[e]}, "{ERRNO_NAME[e]}" }}'
                            for e in sorted(plan.errnos))
-        parts.append(_RC_CHECK % names)
-    if plan.checks_out:
+        parts.append("\n" + _RC_CHECK % names)
+    if used & {"out", "count"}:
+        parts.append(_UNTOUCHED)
+    if "out" in used:
         parts.append(_OUT_CHECK)
+    if "str" in used:
+        parts.append(_STR_CHECK)
+    if "u32" in used:
+        parts.append(_U32_CHECK)
     if plan.raw_opts:
         parts.append(_PUT)
     if plan.standard_opts:
         parts.append("\n_Static_assert(sizeof(struct libbpf_prog_handler_opts) == 40,\n"
                      '\t       "the recorded opts are the 40-byte struct of libbpf 1.x");')
+    if "open" in used:
+        parts.append(_OPEN)
+    if "count" in used:
+        parts.append(_COUNT)
+    if used & {"prog_at", "prog_or_null"}:
+        parts.append(_PROG_OR_NULL)
+    if "prog_at" in used:
+        parts.append(_PROG_AT % (_PROG_AT_FAIL if plan.checks_rc else _PROG_AT_STOP))
+    if "attach" in used:
+        parts.append(_ATTACH)
+    if plan.calls_block:
+        parts.append(_CALLS % max(16, plan.max_calls + 8))
+        if plan.callbacks:
+            parts.append(_CALLED)
+        if used & {"expect_calls", "forget"}:
+            parts.append(_FORGET)
+        if "expect_calls" in used:
+            parts.append(_EXPECT_CALLS)
     return "\n".join(parts)
 
 
 def _callbacks(plan: _Plan) -> str:
     signature = {kind: params for kind, _, _, params in CALLBACK_KINDS}
+    order = {kind: i for i, (kind, *_) in enumerate(CALLBACK_KINDS)}
+
+    def body(kind: str, ret: int, registration: int | None) -> str:
+        if registration is None:
+            return f"return {c_int(ret)};"
+        return f'return called("{kind}", {registration}, prog, cookie, {c_int(ret)});'
+
+    items = sorted(plan.callbacks.items(),
+                   key=lambda kv: (kv[1][2] or 0, order[kv[1][0]], kv[0]))
     return "\n\n".join(
-        f"static int {name}({signature[kind]})\n{{\n\treturn {c_int(ret)};\n}}"
-        for (kind, ret), name in sorted(plan.callbacks.items(), key=lambda kv: kv[1])
+        f"static int {name}({signature[kind]})\n{{\n\t{body(kind, ret, reg)}\n}}"
+        for name, (kind, ret, reg) in items
     )
+
+
+def _elf_arrays(plan: _Plan) -> str:
+    arrays = []
+    for data, (name, built) in plan.elf.items():
+        if not data:  # ISO C has no empty array: a 1-byte one, passed with size 0
+            arrays.append(f"/* {name}: 0 bytes */\nstatic const unsigned char {name}[1];")
+            continue
+        rows = [", ".join(f"0x{b:02x}" for b in data[i:i + ELF_BYTES_PER_LINE])
+                for i in range(0, len(data), ELF_BYTES_PER_LINE)]
+        what = ("the object oracle.bpfelf builds from the recorded spec" if built
+                else "the recorded raw bytes")
+        arrays.append(f"/* {name}: {len(data)} bytes, {what} */\n"
+                      f"static const unsigned char {name}[] = {{\n\t"
+                      + ",\n\t".join(rows) + ",\n};")
+    return "\n\n".join(arrays)
 
 
 # ---------------------------------------------------------------------------
@@ -334,9 +678,20 @@ def _callbacks(plan: _Plan) -> str:
 
 
 @dataclass
+class _Object:
+    """What the trace recorded of one ``Open``'s object, for the harness conventions."""
+
+    name: str
+    is_open: bool | None  # None: the open's answer was not recorded
+    programs: int | None = None
+    why: str = ""  # why it is not open
+
+
+@dataclass
 class _Emitter:
     plan: _Plan
     registers: int = 0
+    objects: list[_Object] = field(default_factory=list)
     lines: list[str] = field(default_factory=list)
 
     def emit(self, line: str = "") -> None:
@@ -345,12 +700,17 @@ class _Emitter:
     def record(self, index: int, op: Op, answer: Answer | None) -> None:
         if isinstance(op, Register):
             self._register(index, op, answer)
+            self._calls(index, op, answer)
         elif isinstance(op, Unregister):
             self._checked(index, answer, f"libbpf_unregister_prog_handler({_handler(op)})")
+            self._calls(index, op, answer)
         elif isinstance(op, ProgTypeByName | AttachTypeByName):
             self._lookup(index, op, answer)
+            self._calls(index, op, answer)
         elif isinstance(op, Fault):
             self._fault(op)
+        elif isinstance(op, LIFECYCLE_OPS):
+            self._lifecycle(index, op, answer)
         else:
             raise BadArgumentError(f"no C form for op {op!r}")
 
@@ -359,6 +719,7 @@ class _Emitter:
         if answer is None:
             self.emit(f"{assign}{call};")
         else:
+            self.plan.used.add("rc")
             self.emit(f"{assign}EXPECT_RC({index}, {c_rc(answer.rc)}, {call});")
 
     def _register(self, index: int, op: Register, answer: Answer | None) -> None:
@@ -366,14 +727,14 @@ class _Emitter:
         self.registers += 1
         opts = "NULL"
         if op.opts is not None:
-            opts = self._opts(index, op.opts)
+            opts = self._opts(index, op.opts, handle)
         call = (f"libbpf_register_prog_handler({c_string(op.sec)}, {c_u32(op.prog_type)},"
                 f" {c_u32(op.exp_attach_type)}, {opts})")
         self._checked(index, answer, call, f"h{handle}" if handle in self.plan.handles else "")
 
-    def _opts(self, index: int, opts: HandlerOpts) -> str:
+    def _opts(self, index: int, opts: HandlerOpts, registration: int) -> str:
         name = f"opts{index}"
-        callbacks = [(kind, self.plan.callbacks[(kind, cb.ret)], ctype)
+        callbacks = [(kind, callback_name(self.plan, kind, cb, registration), ctype)
                      for kind, _, ctype, _ in CALLBACK_KINDS
                      if (cb := getattr(opts, kind)) is not None]
         if is_standard(opts):
@@ -413,6 +774,7 @@ class _Emitter:
         args = ", ".join([c_string(op.name), *(f"&{o}" for o in outs)])
         self._checked(index, answer, f"{func}({args})")
         if answer is not None:
+            self.plan.used.add("out")
             for what, value in zip(outs, answer.out, strict=True):
                 assert not isinstance(value, bytes)  # lookups' outs are u32
                 expected = "UNTOUCHED" if value is None else c_u32(value)
@@ -427,6 +789,144 @@ class _Emitter:
             self.emit("for (;;)")
             self.emit("\tpause();")
 
+    # -- object lifecycle ----------------------------------------------------
+
+    def _lifecycle(self, index: int, op: Op, answer: Answer | None) -> None:
+        if isinstance(op, Open):
+            self._open(index, op, answer)
+            return
+        assert isinstance(op, ProgInfo | SetType | SetAutoload | Load | Attach | Close)
+        skip = self._convention(op, answer)
+        if skip is not None:
+            self.emit(f"/* op {index}: {skip} without calling libbpf */")
+            return
+        obj = self.objects[op.obj.index]
+        # the open's answer was not recorded: the conventions are applied at run time
+        guarded = obj.is_open is None if isinstance(op, Load | Close) else obj.programs is None
+        start = len(self.lines)
+        prog = "prog"
+        if isinstance(op, Load | Close):
+            guard = str(op.obj)
+        else:
+            self.plan.used.add("prog_or_null")
+            guard = f"(prog = prog_or_null({op.obj}, {op.prog}))"
+            if not guarded:
+                prog = self._prog_at(index, op.obj, op.prog)
+        if isinstance(op, Close):
+            self.emit(f"bpf_object__close({op.obj});")
+            obj.is_open = False
+            obj.why = f"closed by op {index}"
+        elif isinstance(op, Load):
+            self.plan.needs_root = True
+            self._checked(index, answer, f"bpf_object__load({op.obj})")
+        elif isinstance(op, ProgInfo):
+            self._prog_info(index, prog, answer, guarded)
+        else:
+            if isinstance(op, SetType):
+                call = f"bpf_program__set_type({prog}, {c_u32(op.prog_type)})"
+            elif isinstance(op, SetAutoload):
+                call = f"bpf_program__set_autoload({prog}, {'true' if op.autoload else 'false'})"
+            else:
+                self.plan.needs_root = True
+                self.plan.used.add("attach")
+                call = f"attach_program({prog})"
+            self._checked(index, answer, call)
+        self._calls(index, op, answer)
+        if guarded:
+            if not isinstance(op, Load | Close):
+                self.plan.used.add("prog_var")
+            body = [f"\t{line}" for line in self.lines[start:]]
+            self.lines[start:] = []
+            self.emit(f"if ({guard}) {{ /* else the harness answers without calling libbpf */")
+            self.lines += body
+            self.emit("}")
+
+    def _open(self, index: int, op: Open, answer: Answer | None) -> None:
+        name = f"obj{len(self.objects)}"
+        data = elf_bytes(op.obj)
+        array = self.plan.elf[data][0]
+        size = f"sizeof({array})" if data else "0"
+        self.plan.used.add("open")
+        self._checked(index, answer, f"open_object(&{name}, {array}, {size})")
+        if answer is None:
+            self.objects.append(_Object(name, None))
+        else:
+            count = answer.out[0] if answer.out else None
+            opened = answer.rc == 0
+            self.objects.append(_Object(name, opened, count if isinstance(count, int) else None,
+                                        "" if opened else f"its open (op {index}) failed"))
+            if isinstance(count, int):
+                self.plan.used |= {"out", "count"}
+                self.emit(f'expect_out({index}, "programs", count_programs({name}), {count});')
+        self._calls(index, op, answer)
+
+    def _convention(self, op: ProgInfo | SetType | SetAutoload | Load | Attach | Close,
+                    answer: Answer | None) -> str | None:
+        """Why the harness did not call libbpf for ``op`` (see module rules), or None."""
+        if isinstance(op, Load | Attach) and answer is not None and answer.rc == NO_BPF:
+            return ("bpf() was not permitted when this was recorded: the harness answers"
+                    f" {c_rc(NO_BPF)}")
+        ref = op.obj
+        if not 0 <= ref.index < len(self.objects):
+            raise BadArgumentError(f"{ref} names an Open that has not happened")
+        obj = self.objects[ref.index]
+        if obj.is_open is False:
+            return f"{obj.name} is not open ({obj.why}): the harness answers {c_rc(NO_OBJECT)}"
+        prog = getattr(op, "prog", None)
+        if prog is not None and (prog < 0 or (obj.programs is not None
+                                              and prog >= obj.programs)):
+            has = "" if obj.programs is None else f" (it has {obj.programs})"
+            return (f"{obj.name} has no program {prog}{has}: the harness answers"
+                    f" {c_rc(NO_PROGRAM)}")
+        return None
+
+    def _prog_at(self, index: int, ref: ObjRef, prog: int) -> str:
+        self.plan.used.add("prog_at")
+        return f"prog_at({index}, {ref}, {prog})"
+
+    def _prog_info(self, index: int, prog: str, answer: Answer | None, guarded: bool) -> None:
+        """The getters, each checked when the answer has its value, else just called."""
+        if not guarded:
+            self.plan.used.add("prog_var")
+            self.emit(f"prog = {prog};")
+        outs = answer.out if answer is not None else (None,) * len(PROG_GETTERS)
+        for (getter, is_str), value in zip(PROG_GETTERS, outs, strict=True):
+            if value is None:
+                self.emit(f"{getter}(prog);")
+            elif is_str:
+                assert isinstance(value, bytes)
+                self.plan.used.add("str")
+                self.emit(f"EXPECT_STR({index}, {c_string(value)}, {getter}(prog));")
+            else:
+                assert isinstance(value, int)
+                self.plan.used.add("u32")
+                self.emit(f"EXPECT_U32({index}, {c_u32(value)}, {getter}(prog));")
+
+    def _calls(self, index: int, op: Op, answer: Answer | None) -> None:
+        """Check (or, unanswered, forget) the callback calls an op made (record mode)."""
+        if not self.plan.records_calls:
+            return
+        if answer is None:
+            if isinstance(op, CALLING_OPS):
+                self.plan.used.add("forget")
+                self.emit("forget_calls();")
+            return
+        if not (isinstance(op, CALLING_OPS) or answer.calls):
+            return
+        self.plan.used.add("expect_calls")
+        if not answer.calls:
+            self.emit(f"expect_calls({index}, 0, NULL);")
+            return
+        self.emit(f"expect_calls({index}, {len(answer.calls)}, (const struct call[]){{")
+        for call in answer.calls:
+            self.emit(f"\t{_call_literal(call)},")
+        self.emit("});")
+
+
+def _call_literal(call: CallbackCall) -> str:
+    return (f'{{ "{call.callback}", {call.registration}, {c_string(call.program)},'
+            f" {c_string(call.section)}, {c_long(call.cookie)}, {c_int(call.ret)} }}")
+
 
 def _handler(op: Unregister) -> str:
     return str(op.handler) if isinstance(op.handler, HandleRef) else c_int(op.handler)
@@ -439,16 +939,23 @@ def _declarations(plan: _Plan) -> Iterator[str]:
         yield "enum bpf_attach_type attach_type;"
     if plan.handles:
         yield "int " + ", ".join(f"h{i}" for i in sorted(plan.handles)) + ";"
+    if plan.opens:
+        yield "struct bpf_object " + ", ".join(f"*obj{i}" for i in range(plan.opens)) + ";"
+    if "prog_var" in plan.used:
+        yield "struct bpf_program *prog;"
 
 
 def _main(trace: Trace, plan: _Plan) -> str:
     emitter = _Emitter(plan)
+    for index, record in enumerate(trace.records):
+        emitter.record(index, record.op, record.answer)
+    body = emitter.lines
+    emitter.lines = []
     for line in _declarations(plan):
         emitter.emit(line)
     if emitter.lines:
         emitter.emit()
-    for index, record in enumerate(trace.records):
-        emitter.record(index, record.op, record.answer)
+    emitter.lines += body
     emitter.emit()
     if plan.checks_rc:
         emitter.emit('printf("%s: %d of %d facts hold\\n", failures ? "FAIL" : "PASS",'
@@ -462,8 +969,9 @@ def _main(trace: Trace, plan: _Plan) -> str:
 def emit_c(trace: Trace, *, title: str, summary: str) -> str:
     """The C reproducer of ``trace`` (see module rules)."""
     plan = _plan(trace)
-    parts = [_header(trace, title, summary, plan), _includes(plan), _prelude(plan),
-             _callbacks(plan), _main(trace, plan)]
+    main = _main(trace, plan)  # first: it fills in ``plan.used``
+    parts = [_header(trace, title, summary, plan), _includes(plan), _elf_arrays(plan),
+             _prelude(plan), _callbacks(plan), main]
     return "\n\n".join(p.strip("\n") for p in parts if p) + "\n"
 
 

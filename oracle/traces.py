@@ -6,27 +6,52 @@ File layout (``format_version`` 1, schema ``oracle/schemas/trace-v1.schema.json`
   ``path``), ``oracle_version``, ``seed``, ``origin``, ``created`` and an
   optional free-text ``note``.
 - Every further line is one record, one call:
-  ``{"op": KIND, "args": {...}, "handle": "h<n>", "answer": {"rc": .., "out": [..]}, "log": [..]}``.
-  ``handle`` is present exactly on ``register`` records; ``answer`` and ``log``
-  are optional (a trace without answers is a plain op sequence).
+  ``{"op": KIND, "args": {...}, "handle": "h<n>", "answer": {"rc": .., "out": [..],
+  "calls": [..]}, "log": [..]}``.  ``handle`` is present exactly on
+  ``register`` (``"h<n>"``) and ``open`` (``"obj<n>"``) records; ``answer``
+  and ``log`` are optional (a trace without answers is a plain op sequence),
+  and so is ``calls`` inside an answer (absent: libbpf called no callback).
+- Object lifecycle records (``open``, ``prog_info``, ``set_type``,
+  ``set_autoload``, ``load``, ``attach``, ``close``) came after version 1's
+  first release without a version bump: every older trace still reads.
 
 Encoding rules (each value has exactly one meaning; the writer emits one
 canonical form, the reader also accepts the non-canonical alternatives noted):
-- Byte strings (``sec``, ``name``, ``opts.tail``): a JSON string when every
-  byte is printable ASCII (0x20..0x7e), else ``{"hex": "<lowercase pairs>"}``;
-  ``null`` is C's NULL (only where the op allows it).  The reader accepts hex
-  for printable bytes too.  ``sec``/``name`` never contain a NUL byte.
+- Byte strings (``sec``, ``name``, ``opts.tail`` and those below): a JSON
+  string when every byte is printable ASCII (0x20..0x7e), else
+  ``{"hex": "<lowercase pairs>"}``; ``null`` is C's NULL (only where the op
+  allows it).  The reader accepts hex for printable bytes too.
+  ``sec``/``name`` never contain a NUL byte.
 - ``rc``: an int, or ``"-E<NAME>"`` when it is negative and a known Linux
   errno (``-22`` is written ``"-EINVAL"``; the reader accepts either form and
   every errno alias such as ``"-ENOTSUP"``).
-- Enum arguments (``prog_type``, ``exp_attach_type``) and out-parameters are
-  the u32 the C ABI carries; an out-parameter libbpf left untouched is ``null``.
+- Enum arguments (``prog_type``, ``exp_attach_type``) are the u32 the C ABI
+  carries; so are out-parameters, except byte strings (below); an
+  out-parameter libbpf left untouched is ``null``.
 - ``Unregister.handler`` is ``"h<n>"`` (``HandleRef(n)``: what the n-th
   ``register`` record returned) or a plain C int.  The n-th register record
   carries ``"handle": "h<n>"`` (0-based, counting every register record).
 - ``opts``: ``null`` or an object with all of ``sz``, ``cookie``,
   ``prog_setup_fn``, ``prog_prepare_load_fn``, ``prog_attach_fn`` (each
   ``null`` or ``{"ret": int}``) and ``tail``.
+- ``obj`` of an ``open``: an ``ObjectSpec`` as ``{"programs": [{"section":
+  bytes, "name": bytes, "insns": bytes}, ..], "license": bytes or null}``, or
+  raw object bytes as ``{"hex": ..}`` (always hex, even for ``b""``).  The two
+  never share a key set.  ``section``/``name``/``license`` never contain NUL.
+- ``obj`` of the other lifecycle ops: ``"obj<n>"`` (``ObjRef(n)``: what the
+  n-th ``open`` record opened); the n-th open record carries
+  ``"handle": "obj<n>"`` (0-based, counting every open record, failed or not).
+  ``prog``: a C int (out of range is the harness's ``NO_PROGRAM``);
+  ``autoload``: a JSON boolean.
+- Out-parameters are ``null`` (untouched) or per kind: u32 for the lookups
+  and ``open`` (the number of programs); ``prog_info``'s are ``[name,
+  section, type, expected_attach_type, autoload]``, the first two byte
+  strings (as above), the others u32.
+- ``calls``: ``[{"callback": "prog_setup_fn" | "prog_prepare_load_fn" |
+  "prog_attach_fn", "registration": "h<n>", "program": bytes, "section":
+  bytes, "cookie": long, "ret": C int}, ..]`` in call order;
+  ``registration`` names the register record whose opts held the callback.
+  The writer omits an empty ``calls``; the reader accepts ``[]``.
 - Integers may be written as integral JSON numbers (``1.0``), as JSON Schema
   allows; booleans are never integers.
 
@@ -39,13 +64,15 @@ Invariants:
 - Every read validates: the header with jsonschema; each record with the hand
   decoder (``check_record``), which accepts exactly the records the schema
   accepts (proved by a property test), then with the checks a schema cannot
-  express: handle numbering, ``h<n>`` naming an earlier register, ``opts.sz``
-  not larger than the bytes given.
+  express: handle numbering (``h<n>``, ``obj<n>``), ``h<n>`` (``handler``,
+  a call's ``registration``) naming an earlier register record and
+  ``obj<n>`` an earlier open record, ``opts.sz`` not larger than the bytes
+  given, an ``open``'s spec one ``oracle.bpfelf.build_object`` accepts.
 - Every bad input is a ``TraceError`` of one line: ``FILE: line N: what``.
 - ``write_trace`` is atomic: a temp file in the same directory, fsynced, then
   renamed over the target; readers never see a partial trace.
-- Reading streams (``TraceReader``/``iter_records``); identical non-register
-  lines decode once (a bounded cache), since a decoded ``Record`` is immutable.
+- Reading streams (``TraceReader``/``iter_records``); identical lines without
+  a handle decode once (a bounded cache), since a decoded ``Record`` is immutable.
 """
 
 from __future__ import annotations
@@ -66,6 +93,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, Final, TypeAlias
 
+from oracle.bpfelf import ObjectSpec, Program, build_object
 from oracle.errors import OracleError, TraceError
 from oracle.ops import (
     FAULT_KINDS,
@@ -73,14 +101,24 @@ from oracle.ops import (
     OUT_ARITY,
     U32_MASK,
     Answer,
+    Attach,
     AttachTypeByName,
     Callback,
+    CallbackCall,
+    Close,
     Fault,
     HandleRef,
     HandlerOpts,
+    Load,
+    ObjRef,
     Op,
+    Open,
+    OutValue,
+    ProgInfo,
     ProgTypeByName,
     Register,
+    SetAutoload,
+    SetType,
     Unregister,
 )
 
@@ -329,6 +367,126 @@ class HandlerCodec:
         return int(C_INT.decode(value))
 
 
+_OBJ_REF = re.compile(r"obj(0|[1-9][0-9]*)\Z")
+OBJ_REF_SCHEMA: Final = {"type": "string", "pattern": _whole("obj(?:0|[1-9][0-9]*)")}
+
+
+@dataclass(frozen=True)
+class ObjRefCodec:
+    """``ObjRef(n)`` as ``"obj<n>"``."""
+
+    @property
+    def schema(self) -> dict[str, Any]:
+        return {"$ref": "#/$defs/obj_ref"}
+
+    def encode(self, value: ObjRef) -> JSON:
+        return str(value)
+
+    def decode(self, value: JSON) -> ObjRef:
+        match = _OBJ_REF.match(value) if type(value) is str else None
+        if match is None:
+            raise _Shape(f"expected \"obj<n>\", got {_show(value)}")
+        return ObjRef(int(match.group(1)))
+
+
+@dataclass(frozen=True)
+class RegistrationCodec:
+    """``CallbackCall.registration`` (a register's index) as its handle name ``"h<n>"``."""
+
+    @property
+    def schema(self) -> dict[str, Any]:
+        return {"$ref": "#/$defs/handle"}
+
+    def encode(self, value: int) -> JSON:
+        return f"h{value}"
+
+    def decode(self, value: JSON) -> int:
+        match = _HANDLE.match(value) if type(value) is str else None
+        if match is None:
+            raise _Shape(f"expected \"h<n>\", got {_show(value)}")
+        return int(match.group(1))
+
+
+@dataclass(frozen=True)
+class BoolCodec:
+    @property
+    def schema(self) -> dict[str, Any]:
+        return {"type": "boolean"}
+
+    def encode(self, value: bool) -> JSON:
+        return bool(value)
+
+    def decode(self, value: JSON) -> bool:
+        if type(value) is bool:
+            return value
+        raise _Shape(f"expected true or false, got {_show(value)}")
+
+
+@dataclass(frozen=True)
+class ListCodec:
+    """A tuple as a JSON array of ``item`` values."""
+
+    item: Codec
+
+    @property
+    def schema(self) -> dict[str, Any]:
+        return {"type": "array", "items": self.item.schema}
+
+    def encode(self, value: Sequence[Any]) -> JSON:
+        return [self.item.encode(v) for v in value]
+
+    def decode(self, value: JSON) -> tuple[Any, ...]:
+        if type(value) is not list:
+            raise _Shape(f"expected an array, got {_show(value)}")
+        out = []
+        semantic: _Semantic | None = None
+        for i, item in enumerate(value):
+            try:
+                out.append(self.item.decode(item))
+            except _Shape as exc:
+                raise exc.under(i) from None
+            except _Semantic as exc:
+                semantic = semantic or exc
+        if semantic is not None:
+            raise semantic
+        return tuple(out)
+
+
+@dataclass(frozen=True)
+class ElfCodec:
+    """``Open.obj``: an ``ObjectSpec`` as ``{"programs": [...], "license": ...}``, raw
+    object bytes as ``{"hex": ...}`` (always hex, even when printable or empty)."""
+
+    spec: ObjectCodec
+
+    @property
+    def schema(self) -> dict[str, Any]:
+        raw = {"type": "object", "required": ["hex"], "additionalProperties": False,
+               "properties": {"hex": {"type": "string", "pattern": _whole(HEX_RE)}}}
+        return {"anyOf": [self.spec.schema, raw]}
+
+    def encode(self, value: ObjectSpec | bytes) -> JSON:
+        if isinstance(value, ObjectSpec):
+            return self.spec.encode(value)
+        return {"hex": bytes(value).hex()}
+
+    def decode(self, value: JSON) -> ObjectSpec | bytes:
+        if type(value) is dict and value.keys() == {"hex"}:
+            raw = value["hex"]
+            if type(raw) is str and _HEX.match(raw):
+                return bytes.fromhex(raw)
+            raise _Shape(f"expected lowercase hex pairs, got {_show(raw)}", ("hex",))
+        if type(value) is not dict:
+            raise _Shape(f"expected an object ({{\"programs\": ..}} or {{\"hex\": ..}}),"
+                         f" got {_show(value)}")
+        spec: ObjectSpec = self.spec.decode(value)
+        try:
+            build_object(spec)
+        except ValueError as exc:  # the writer's rules (oracle.bpfelf): the op cannot run
+            raise _Semantic(f"$.args.obj: not an object oracle.bpfelf can build: {exc}") from None
+        return spec
+
+
 @dataclass(frozen=True)
 class Nullable:
     inner: Codec
@@ -418,7 +576,10 @@ def _unref(codec: Codec) -> Codec:
     return codec
 
 
-Codec: TypeAlias = IntCodec | BytesCodec | EnumCodec | HandlerCodec | Nullable | Ref | ObjectCodec
+Codec: TypeAlias = (
+    IntCodec | BytesCodec | EnumCodec | HandlerCodec | ObjRefCodec | RegistrationCodec | BoolCodec
+    | ListCodec | ElfCodec | Nullable | Ref | ObjectCodec
+)
 
 
 def check_keys(obj: dict[str, Any], required: Iterable[str], optional: Iterable[str]) -> None:
@@ -453,8 +614,45 @@ OPTS: Final = Ref(
     ),
 )
 
+NO_NUL_BYTES: Final = BytesCodec(nullable=False, nul_ok=False)
+PROGRAM: Final = Ref(
+    "program",
+    ObjectCodec(
+        Program,
+        (
+            ("section", NO_NUL_BYTES),
+            ("name", NO_NUL_BYTES),
+            ("insns", BytesCodec(nullable=False, nul_ok=True)),
+        ),
+    ),
+)
+ELF_OBJECT: Final = Ref(
+    "elf_object",
+    ElfCodec(ObjectCodec(ObjectSpec, (("programs", ListCodec(PROGRAM)), ("license", NAME)))),
+)
+OBJ: Final = ObjRefCodec()
+PROG_INDEX: Final = C_INT  # any C int; out of range is the harness's NO_PROGRAM
+OUT_U32: Final = Nullable(U32)
+#: an out-parameter's codec (``null`` is "untouched")
+OutCodec: TypeAlias = Nullable | Ref
+CALLBACK_CALL: Final = Ref(
+    "callback_call",
+    ObjectCodec(
+        CallbackCall,
+        (
+            ("callback", EnumCodec(("prog_setup_fn", "prog_prepare_load_fn", "prog_attach_fn"))),
+            ("registration", RegistrationCodec()),
+            ("program", NO_NUL_BYTES),
+            ("section", NO_NUL_BYTES),
+            ("cookie", IntCodec(LONG_MIN, LONG_MAX)),
+            ("ret", C_INT),
+        ),
+    ),
+)
+
 #: every named definition a ``Ref`` points to, for the schema's ``$defs``
-REFS: Final[tuple[Ref, ...]] = (U32, C_INT, NAME, CALLBACK, OPTS)
+REFS: Final[tuple[Ref, ...]] = (U32, C_INT, NAME, CALLBACK, OPTS, PROGRAM, ELF_OBJECT,
+                                CALLBACK_CALL)
 
 
 # ---------------------------------------------------------------------------
@@ -463,12 +661,18 @@ REFS: Final[tuple[Ref, ...]] = (U32, C_INT, NAME, CALLBACK, OPTS)
 
 @dataclass(frozen=True)
 class OpKind:
-    """One op kind: its name in traces, its dataclass, its argument codecs."""
+    """One op kind: its name in traces, its dataclass, its argument codecs.
+
+    ``handle``: the prefix of the ``"handle"`` its records carry (``h`` for
+    register, ``obj`` for open), "" for none.  ``out``: one codec per
+    out-parameter; None means every one is a u32 (or ``null``).
+    """
 
     name: str
     cls: type[Any]
     fields: tuple[tuple[str, Codec], ...]
-    handle: bool = False  # records of this kind carry "handle": "h<n>"
+    handle: str = ""
+    out: tuple[OutCodec, ...] | None = None
 
     @functools.cached_property
     def args(self) -> ObjectCodec:
@@ -478,18 +682,31 @@ class OpKind:
     def arity(self) -> int:
         return OUT_ARITY[self.cls]
 
+    @functools.cached_property
+    def out_codecs(self) -> tuple[OutCodec, ...]:
+        return self.out if self.out is not None else (OUT_U32,) * self.arity
+
 
 OP_KINDS: Final[tuple[OpKind, ...]] = (
     OpKind(
         "register",
         Register,
         (("sec", NAME), ("prog_type", U32), ("exp_attach_type", U32), ("opts", OPTS)),
-        handle=True,
+        handle="h",
     ),
     OpKind("unregister", Unregister, (("handler", HandlerCodec()),)),
     OpKind("prog_type_by_name", ProgTypeByName, (("name", NAME),)),
     OpKind("attach_type_by_name", AttachTypeByName, (("name", NAME),)),
     OpKind("fault", Fault, (("kind", EnumCodec(FAULT_KINDS)), ("name", NAME))),
+    OpKind("open", Open, (("obj", ELF_OBJECT),), handle="obj"),
+    OpKind("prog_info", ProgInfo, (("obj", OBJ), ("prog", PROG_INDEX)),
+           out=(NAME, NAME, OUT_U32, OUT_U32, OUT_U32)),
+    OpKind("set_type", SetType, (("obj", OBJ), ("prog", PROG_INDEX), ("prog_type", U32))),
+    OpKind("set_autoload", SetAutoload,
+           (("obj", OBJ), ("prog", PROG_INDEX), ("autoload", BoolCodec()))),
+    OpKind("load", Load, (("obj", OBJ),)),
+    OpKind("attach", Attach, (("obj", OBJ), ("prog", PROG_INDEX))),
+    OpKind("close", Close, (("obj", OBJ),)),
 )
 KIND_BY_NAME: Final = {k.name: k for k in OP_KINDS}
 KIND_BY_CLASS: Final[dict[type, OpKind]] = {k.cls: k for k in OP_KINDS}
@@ -534,37 +751,47 @@ def _decode_rc(value: JSON) -> int:
     return int(C_INT.decode(value))
 
 
-def _decode_out(value: JSON, arity: int) -> tuple[int | None, ...]:
+def _decode_out(value: JSON, codecs: tuple[OutCodec, ...]) -> tuple[OutValue, ...]:
     if type(value) is not list:
         raise _Shape(f"expected an array, got {_show(value)}")
-    if len(value) != arity:
-        raise _Shape(f"expected {arity} out-parameters, got {len(value)}")
-    out: list[int | None] = []
-    for i, item in enumerate(value):
+    if len(value) != len(codecs):
+        raise _Shape(f"expected {len(codecs)} out-parameters, got {len(value)}")
+    out: list[OutValue] = []
+    for i, (item, codec) in enumerate(zip(value, codecs, strict=True)):
         try:
-            out.append(None if item is None else U32.decode(item))
+            out.append(codec.decode(item))
         except _Shape as exc:
             raise exc.under(i) from None
     return tuple(out)
 
 
+def _encode_out(value: OutValue) -> JSON:
+    return NAME.encode(value) if isinstance(value, bytes) else value
+
+
 def encode_answer(answer: Answer) -> dict[str, Any]:
-    return {"rc": encode_rc(answer.rc), "out": list(answer.out)}
+    """``{"rc", "out"}``, plus ``"calls"`` when libbpf called any callback."""
+    obj: dict[str, Any] = {"rc": encode_rc(answer.rc), "out": [_encode_out(v) for v in answer.out]}
+    if answer.calls:
+        obj["calls"] = [CALLBACK_CALL.encode(c) for c in answer.calls]
+    return obj
 
 
 _ANSWER_KEYS: Final = frozenset(("rc", "out"))
+_ANSWER_OPTIONAL: Final = ("calls",)
+_CALLS: Final = ListCodec(CALLBACK_CALL)
 _answers: dict[tuple[int, tuple[int | None, ...]], Answer] = {}
 
 
-def _decode_answer(value: JSON, arity: int) -> Answer:
+def _decode_answer(value: JSON, kind: OpKind) -> Answer:
     """The answer; common well-formed answers take the fast path and are shared."""
-    if type(value) is dict and value.keys() == _ANSWER_KEYS:
+    if type(value) is dict and kind.out is None and value.keys() == _ANSWER_KEYS:
         rc, out = value["rc"], value["out"]
         if type(rc) is str:
             rc = RC_NAMES.get(rc)
         elif not (type(rc) is int and INT_MIN <= rc <= INT_MAX):
             rc = None
-        if rc is not None and type(out) is list and len(out) == arity:
+        if rc is not None and type(out) is list and len(out) == kind.arity:
             for v in out:
                 if v is not None and not (type(v) is int and 0 <= v <= U32_MASK):
                     break
@@ -576,32 +803,54 @@ def _decode_answer(value: JSON, arity: int) -> Answer:
                         _answers.clear()
                     answer = _answers[key] = Answer(*key)
                 return answer
-    return _decode_answer_checked(value, arity)
+    return _decode_answer_checked(value, kind.out_codecs)
 
 
-def _decode_answer_checked(value: JSON, arity: int) -> Answer:
+def _decode_answer_checked(value: JSON, out_codecs: tuple[OutCodec, ...]) -> Answer:
     if type(value) is not dict:
         raise _Shape(f"expected an object, got {_show(value)}")
-    check_keys(value, ("rc", "out"), ())
+    check_keys(value, ("rc", "out"), _ANSWER_OPTIONAL)
     try:
         rc = _decode_rc(value["rc"])
     except _Shape as exc:
         raise exc.under("rc") from None
     try:
-        return Answer(rc, _decode_out(value["out"], arity))
+        out = _decode_out(value["out"], out_codecs)
     except _Shape as exc:
         raise exc.under("out") from None
+    calls: tuple[CallbackCall, ...] = ()
+    if "calls" in value:
+        try:
+            calls = _CALLS.decode(value["calls"])
+        except _Shape as exc:
+            raise exc.under("calls") from None
+    return Answer(rc, out, calls)
 
 
-def decode_answer(value: JSON, arity: int | None = None) -> Answer:
-    """An ``Answer`` from its JSON form; ``arity`` checks the number of out-parameters."""
-    if arity is None:
-        out = value.get("out") if type(value) is dict else None
-        arity = len(out) if type(out) is list else 0
+def decode_answer(value: JSON, arity: int | None = None, *, op: type | None = None) -> Answer:
+    """An ``Answer`` from its JSON form.
+
+    ``op`` (an op class) checks the out-parameters against that kind's; else
+    ``arity`` checks their number, each a u32 or ``null`` (default: as many as given).
+    """
+    if op is not None:
+        codecs = _kind_of(op).out_codecs
+    else:
+        if arity is None:
+            out = value.get("out") if type(value) is dict else None
+            arity = len(out) if type(out) is list else 0
+        codecs = (OUT_U32,) * arity
     try:
-        return _decode_answer(value, arity)
+        return _decode_answer_checked(value, codecs)
     except _Shape as exc:
         raise TraceError(f"schema violation at {json_path(exc.path)}: {exc.message}") from None
+
+
+def _kind_of(cls: type) -> OpKind:
+    kind = KIND_BY_CLASS.get(cls)
+    if kind is None:
+        raise TraceError(f"not an op of the op language: {cls!r}")
+    return kind
 
 
 # ---------------------------------------------------------------------------
@@ -642,12 +891,14 @@ def decode_op(obj: JSON) -> Op:
 
 
 def encode_record(record: Record, handle: int | None = None) -> dict[str, Any]:
-    """A record's JSON object; ``handle`` is the register's index (register records only)."""
+    """A record's JSON object; ``handle`` is the index of the register (or open) it is,
+    counting records of its kind (register and open records only)."""
     obj = encode_op(record.op)
-    if KIND_BY_CLASS[type(record.op)].handle:
+    kind = KIND_BY_CLASS[type(record.op)]
+    if kind.handle:
         if handle is None:
-            raise TraceError("a register record needs its handle index")
-        obj["handle"] = f"h{handle}"
+            raise TraceError(f"a {kind.name} record needs its handle index")
+        obj["handle"] = f"{kind.handle}{handle}"
     if record.answer is not None:
         obj["answer"] = encode_answer(record.answer)
     if record.log:
@@ -670,7 +921,7 @@ def _decode_record(obj: JSON) -> tuple[Record, int | None]:
     answer = None
     if "answer" in obj:
         try:
-            answer = _decode_answer(obj["answer"], kind.arity)
+            answer = _decode_answer(obj["answer"], kind)
         except _Shape as exc:
             raise exc.under("answer") from None
     log: tuple[str, ...] = ()
@@ -696,17 +947,20 @@ def _decode_op_deferred(obj: dict[str, Any]) -> tuple[OpKind, Op | None, _Semant
         return kind, None, exc
 
 
+_HANDLE_PATTERNS: Final = {"h": _HANDLE, "obj": _OBJ_REF}
+
+
 def _decode_handle(obj: dict[str, Any], kind: OpKind) -> int | None:
     if not kind.handle:
         if "handle" in obj:
-            raise _Shape("unexpected key 'handle': only register records have one")
+            raise _Shape("unexpected key 'handle': only register and open records have one")
         return None
     if "handle" not in obj:
         raise _Shape("missing key 'handle'")
     value = obj["handle"]
-    match = _HANDLE.match(value) if type(value) is str else None
+    match = _HANDLE_PATTERNS[kind.handle].match(value) if type(value) is str else None
     if match is None:
-        raise _Shape(f"expected \"h<n>\", got {_show(value)}", ("handle",))
+        raise _Shape(f"expected \"{kind.handle}<n>\", got {_show(value)}", ("handle",))
     return int(match.group(1))
 
 
@@ -753,6 +1007,7 @@ def schema_document() -> dict[str, Any]:
             ],
         },
         "handle": HANDLE_SCHEMA,
+        "obj_ref": OBJ_REF_SCHEMA,
         "rc": {"anyOf": [{"$ref": "#/$defs/c_int"}, {"enum": sorted(RC_NAMES)}]},
         "log": {"type": "array", "items": {"type": "string"}},
     }
@@ -810,16 +1065,22 @@ def _record_schema(kind: OpKind) -> dict[str, Any]:
     properties: dict[str, Any] = {"op": {"const": kind.name}, "args": kind.args.schema}
     required = ["op", "args"]
     if kind.handle:
-        properties["handle"] = {"$ref": "#/$defs/handle"}
+        properties["handle"] = {"$ref": "#/$defs/" + {"h": "handle", "obj": "obj_ref"}[kind.handle]}
         required.append("handle")
+    out: dict[str, Any] = {"type": "array", "minItems": kind.arity, "maxItems": kind.arity}
+    if kind.out is None:
+        out["items"] = OUT_U32.schema
+    else:
+        out["prefixItems"] = [codec.schema for codec in kind.out]
+        out["items"] = False
     properties["answer"] = {
         "type": "object",
         "required": ["rc", "out"],
         "additionalProperties": False,
         "properties": {
             "rc": {"$ref": "#/$defs/rc"},
-            "out": {"type": "array", "minItems": kind.arity, "maxItems": kind.arity,
-                    "items": {"anyOf": [{"type": "null"}, {"$ref": "#/$defs/u32"}]}},
+            "out": out,
+            "calls": {"type": "array", "items": CALLBACK_CALL.schema},
         },
     }
     properties["log"] = {"$ref": "#/$defs/log"}
@@ -923,11 +1184,12 @@ def dump_line(obj: JSON) -> str:
 def iter_lines(header: TraceHeader, records: Iterable[Record]) -> Iterator[str]:
     """The trace's lines, handles numbered as the module rules say."""
     yield dump_line(encode_header(header))
-    registers = 0
+    counts = {Register: 0, Open: 0}
     for record in records:
-        if KIND_BY_CLASS.get(type(record.op)) is KIND_BY_CLASS[Register]:
-            yield dump_line(encode_record(record, registers))
-            registers += 1
+        cls = type(record.op)
+        if cls in counts:
+            yield dump_line(encode_record(record, counts[cls]))
+            counts[cls] += 1
         else:
             yield dump_line(encode_record(record))
 
@@ -1016,7 +1278,7 @@ class TraceReader:
         if self.lineno != 1:
             raise TraceError(f"{self.path}: a TraceReader's records can be read only once")
         cache: dict[bytes, Record] = {}
-        registers = 0
+        counts = {Register: 0, Open: 0}  # records of each handle-carrying kind so far
         lineno = self.lineno
         for raw in self._file:
             lineno += 1
@@ -1027,13 +1289,16 @@ class TraceReader:
                 continue
             self.lineno = lineno
             record, handle = self._decode(raw)
+            self._check_refs(record, counts[Register], counts[Open])
             if handle is not None:
-                if handle != registers:
-                    raise self.error(f"register record has handle h{handle}, expected"
-                                     f" h{registers} (the {_ordinal(registers)} register)")
-                registers += 1
+                cls = type(record.op)
+                kind = KIND_BY_CLASS[cls]
+                if handle != counts[cls]:
+                    n = counts[cls]
+                    raise self.error(f"{kind.name} record has handle {kind.handle}{handle},"
+                                     f" expected {kind.handle}{n} (the {_ordinal(n)} {kind.name})")
+                counts[cls] += 1
             else:
-                self._check_refs(record, registers)
                 if len(cache) >= CACHE_LIMIT:
                     cache.clear()
                 cache[raw] = record
@@ -1048,12 +1313,23 @@ class TraceReader:
         except _Semantic as exc:
             raise self.error(str(exc)) from None
 
-    def _check_refs(self, record: Record, registers: int) -> None:
+    def _check_refs(self, record: Record, registers: int, opens: int) -> None:
+        """``h<n>`` and ``obj<n>`` must name a register / open record before this line."""
         op = record.op
         handler = op.handler if isinstance(op, Unregister) else None
         if isinstance(handler, HandleRef) and handler.index >= registers:
             raise self.error(f"$.args.handler: {handler} names a register record that"
                              f" is not before this line ({registers} so far)")
+        ref = getattr(op, "obj", None)
+        if isinstance(ref, ObjRef) and ref.index >= opens:
+            raise self.error(f"$.args.obj: {ref} names an open record that is not before"
+                             f" this line ({opens} so far)")
+        if record.answer is not None:
+            for i, call in enumerate(record.answer.calls):
+                if call.registration >= registers:
+                    raise self.error(f"$.answer.calls[{i}].registration: h{call.registration}"
+                                     " names a register record that is not before this line"
+                                     f" ({registers} so far)")
 
     def close(self) -> None:
         self._file.close()

@@ -7,8 +7,9 @@ run the same data on real libbpf.
 
 Where the model follows the spec rather than libbpf (the registry changing
 under an open object, D13 and D14), ``MODEL_ANSWERS[id]`` holds the oracle's
-answers; ``answers`` stay libbpf's.  Cases with object lifecycle ops are in
-``LIFECYCLE_CASES``; the documented ids are ``CASES`` then ``LIFECYCLE_CASES``.
+answers; ``answers`` stay libbpf's.  ``CASES`` holds every documented id in
+order; ``LIFECYCLE_CASES`` are those of them with object lifecycle ops (they
+need bpf() for Load and Attach on real libbpf).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from oracle.ops import (
     CallbackCall,
     HandleRef,
     HandlerOpts,
+    LifecycleOp,
     Load,
     ObjRef,
     Op,
@@ -132,11 +134,6 @@ CASES: Final[list[tuple[str, list[Op], list[Answer]]]] = [
         [Answer(1), Answer(-errno.EINVAL), Answer(0), Answer(-errno.ENOENT),
          Answer(-errno.ENOENT)],
     ),
-]
-
-#: cases that use the object lifecycle ops (Open .. Close), kept apart from
-#: ``CASES`` until every consumer of ``CASES`` (traces, C reproducers) speaks them
-LIFECYCLE_CASES: Final[list[tuple[str, list[Op], list[Answer]]]] = [
     (
         "D13",
         D13_OPS,
@@ -147,6 +144,11 @@ LIFECYCLE_CASES: Final[list[tuple[str, list[Op], list[Answer]]]] = [
         D14_OPS,
         [Answer(1), Answer(0, (1,)), Answer(0), Answer(2), *_calls(1, 99)],
     ),
+]
+
+#: the cases of ``CASES`` with object lifecycle ops (Open .. Close)
+LIFECYCLE_CASES: Final[list[tuple[str, list[Op], list[Answer]]]] = [
+    case for case in CASES if any(isinstance(op, LifecycleOp) for op in case[1])
 ]
 
 #: the oracle's answers where it follows the spec, not libbpf (see module docs)

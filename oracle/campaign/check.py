@@ -4,8 +4,12 @@ Rules:
 - Environment first, campaign second: the target is resolved and probed, its
   release's table chosen, and the report and findings paths checked writable
   before the first case runs, so bad input costs nothing and exits 2.
-- Each case runs on a fresh libbpf process state (``Worker.run_fresh``) and on a
-  fresh ``Oracle``; the first divergence or the crash ends it.
+- Cases run in chains (``runner.Chain``: batches of cases back to back in one
+  worker process, each followed by cleanup ops) for throughput, plus one case
+  every ``fresh_every`` batches on a fresh libbpf process state
+  (``Worker.run_fresh``) for the paths only an untouched process has.  The
+  first divergence or crash ends a chain; a failing chained case is first
+  retried alone on a fresh state.
 - A new signature is shrunk (``shrink.shrink``) with candidates accepted only on
   the same signature, confirmed on a brand-new worker process, classified
   against the known-bug list, and written at once (``findings.write_finding``).
@@ -20,9 +24,10 @@ from __future__ import annotations
 
 import hashlib
 import os
+import random
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from multiprocessing import get_context
@@ -32,12 +37,16 @@ from typing import Any
 from oracle.campaign.findings import Finding, write_finding
 from oracle.campaign.generate import CaseGenerator
 from oracle.campaign.known import explain, known_bugs
-from oracle.campaign.runner import CaseOutcome, Differential
+from oracle.campaign.lifecycle_gen import LifecycleGenerator
+from oracle.campaign.runner import CaseOutcome, Chain, Differential
 from oracle.campaign.shrink import shrink
 from oracle.errors import OracleError
+from oracle.libbpf.lifecycle import bpf_permitted
 from oracle.libbpf.targets import Target, probe, require_table, resolve
 from oracle.libbpf.worker import Worker
+from oracle.model.objects import NotModelledError
 from oracle.model.versions import profile
+from oracle.ops import Op
 from oracle.traces import LibbpfInfo
 
 
@@ -51,8 +60,11 @@ class CheckConfig:
     findings: Path = Path("findings")
     strict: bool = False
     max_ops: int = 24
+    lifecycle: float = 0.3  # share of cases that are object-lifecycle sequences
     timeout: float = 10.0
     shrink_tries: int = 600
+    batch: int = 128  # chained cases per worker batch
+    fresh_every: int = 4  # one case on a fresh process state every this many batches
 
 
 @dataclass
@@ -60,6 +72,7 @@ class JobStats:
     cases: int = 0
     ops: int = 0
     seconds: float = 0.0
+    unmodelled: int = 0  # batches or cases dropped: the model cannot answer them
     findings: dict[str, Finding] = field(default_factory=dict)
 
 
@@ -68,6 +81,7 @@ class Environment:
     target: Target
     version: str
     info: LibbpfInfo
+    bpf: bool  # bpf() permitted here: Load/Attach run for real (else they answer NO_BPF)
 
 
 def prepare(config: CheckConfig) -> Environment:
@@ -80,7 +94,7 @@ def prepare(config: CheckConfig) -> Environment:
         else target.variant
     info = LibbpfInfo(version=version, variant=variant, so_sha256=sha, path=str(target.path))
     known_bugs()  # a broken known list is bad input too
-    return Environment(target, version, info)
+    return Environment(target, version, info, bpf_permitted())
 
 
 def check_writable_dir(path: Path, what: str) -> None:
@@ -116,31 +130,105 @@ def new_finding(env: Environment, differential: Differential, outcome: CaseOutco
 ProgressFn = Callable[[JobStats], None]
 
 
+class MixedCases:
+    """Registry/lookup cases and object-lifecycle sequences, in the configured mix.
+
+    The lifecycle generator stays inside what the model covers; a sequence
+    it cannot answer after all (``NotModelledError``) is dropped where it is
+    run (``Chain.stream``, ``Job.fresh``), never compared.
+    """
+
+    def __init__(self, env: Environment, config: CheckConfig, seed: int) -> None:
+        self.version = env.version
+        self.bpf = env.bpf
+        self.config = config
+        self.rng = random.Random(seed)
+        self.registry = CaseGenerator(profile(env.version), seed)
+        self.lifecycle = LifecycleGenerator(seed)
+
+    def next(self) -> list[Op]:
+        if self.rng.random() >= self.config.lifecycle:
+            return self.registry.case(self.config.max_ops)
+        return self.lifecycle.sequence()
+
+
+def needs_anchor(version: str) -> bool:
+    """Chains on this release must never empty the registry (a documented bug, e.g. KB2)."""
+    return any(version in bug.versions and bug.trigger == "registers_after_emptying"
+               for bug in known_bugs())
+
+
+class Job:
+    """One campaign: chained batches for throughput plus one fresh case per batch."""
+
+    def __init__(self, env: Environment, config: CheckConfig, seed: int,
+                 differential: Differential) -> None:
+        self.env = env
+        self.config = config
+        self.seed = seed
+        self.differential = differential
+        self.stats = JobStats()
+
+    def fresh(self, ops: list[Op]) -> None:
+        """One case on a fresh libbpf process state."""
+        try:
+            outcome = self.differential.run(ops)
+        except NotModelledError:
+            self.stats.unmodelled += 1
+            return
+        self.stats.cases += 1
+        self.stats.ops += len(outcome.ops)
+        if outcome.failed:
+            self.failed(outcome, None)
+
+    def failed(self, outcome: CaseOutcome, case: Sequence[Op] | None) -> None:
+        """Count a failure; a new signature becomes a written finding."""
+        signature = outcome.signature
+        assert signature is not None
+        if signature in self.stats.findings:
+            self.stats.findings[signature].count += 1
+            return
+        if case is not None:  # most chain failures are the case's own: prefer it alone
+            alone = self.differential.run(case)
+            if alone.signature == signature:
+                outcome = alone
+        self.stats.findings[signature] = new_finding(self.env, self.differential, outcome,
+                                                     self.config, self.seed)
+
+
 def run_job(env: Environment, config: CheckConfig, job: int,
             progress: ProgressFn | None = None) -> JobStats:
-    """One campaign on one worker until the time or case budget is spent."""
+    """One campaign until the time or case budget is spent (see module rules)."""
     seed = config.seed + job
-    generator = CaseGenerator(profile(env.version), seed)
-    stats = JobStats()
+    cases = MixedCases(env, config, seed)
     start = time.monotonic()
     deadline = start + config.seconds if config.seconds is not None else None
-    with Worker(env.target, timeout=config.timeout) as worker:
-        differential = Differential(worker, env.version)
-        while True:
-            if config.cases is not None and stats.cases >= config.cases:
-                break
-            if deadline is not None and time.monotonic() >= deadline:
-                break
-            outcome = differential.run(generator.case(config.max_ops))
-            stats.cases += 1
-            stats.ops += len(outcome.ops)
-            signature = outcome.signature
-            if signature is not None:
-                if signature in stats.findings:
-                    stats.findings[signature].count += 1
-                else:
-                    stats.findings[signature] = new_finding(env, differential, outcome, config,
-                                                            seed)
+
+    def budget_left(stats: JobStats) -> bool:
+        if config.cases is not None and stats.cases >= config.cases:
+            return False
+        return deadline is None or time.monotonic() < deadline
+
+    with Worker(env.target, timeout=config.timeout) as chained, \
+            Worker(env.target, timeout=config.timeout) as fresh:
+        job_ = Job(env, config, seed, Differential(fresh, env.version, bpf=env.bpf))
+        stats = job_.stats
+        chain = Chain(chained, env.version, anchor=needs_anchor(env.version), bpf=env.bpf)
+
+        def batches() -> Iterator[list[list[Op]]]:
+            while budget_left(stats):
+                size = config.batch if config.cases is None else max(
+                    1, min(config.batch, config.cases - stats.cases))
+                yield [cases.next() for _ in range(size)]
+
+        for number, result in enumerate(chain.stream(batches())):
+            stats.cases += result.cases
+            stats.ops += result.ops
+            stats.unmodelled += result.unmodelled
+            if result.failure is not None:
+                job_.failed(result.failure, result.case)
+            if number % config.fresh_every == 0 and budget_left(stats):  # empty-state paths
+                job_.fresh(cases.next())
             stats.seconds = time.monotonic() - start
             if progress is not None:
                 progress(stats)

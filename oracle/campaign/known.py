@@ -23,7 +23,7 @@ from typing import Final
 
 from oracle.errors import OracleError
 from oracle.model.oracle import Oracle
-from oracle.ops import Op, Register, Unregister
+from oracle.ops import Close, Op, Open, Register, Unregister
 
 KNOWN_FILE: Final = Path(__file__).resolve().parents[2] / "corpus" / "known-findings.json"
 
@@ -48,6 +48,21 @@ def registers_after_emptying(ops: Sequence[Op]) -> bool:
     return False
 
 
+def registry_changes_under_open_object(ops: Sequence[Op]) -> bool:
+    """KB3: a Register or Unregister runs while an object opened earlier is still open."""
+    open_now: set[int] = set()
+    opens = 0
+    for op in ops:
+        if isinstance(op, Open):
+            open_now.add(opens)
+            opens += 1
+        elif isinstance(op, Close):
+            open_now.discard(op.obj.index)
+        elif isinstance(op, Register | Unregister) and open_now:
+            return True
+    return False
+
+
 def always(ops: Sequence[Op]) -> bool:
     return True
 
@@ -55,6 +70,7 @@ def always(ops: Sequence[Op]) -> bool:
 TRIGGERS: Final[dict[str, Callable[[Sequence[Op]], bool]]] = {
     "registers_empty_sec": registers_empty_sec,
     "registers_after_emptying": registers_after_emptying,
+    "registry_changes_under_open_object": registry_changes_under_open_object,
     "always": always,
 }
 

@@ -26,12 +26,12 @@ model, ``oracle.model.objects``):
 
 from __future__ import annotations
 
-import dataclasses
 import random
 from collections.abc import Iterable, Sequence
 from typing import Final
 
 from oracle.bpfelf import ObjectSpec, Program, build_object
+from oracle.campaign.generate import pick
 from oracle.ops import (
     Attach,
     AttachTypeByName,
@@ -50,6 +50,7 @@ from oracle.ops import (
     SetType,
     Unregister,
 )
+from oracle.ops import rebase as rebase_op
 
 CUSTOM_STEMS: Final = (b"abc", b"custom", b"xyz", b"socket", b"tc")
 FORMS: Final = (b"", b"/", b"+")
@@ -75,38 +76,38 @@ class LifecycleGenerator:
     # -- pieces ------------------------------------------------------------------
 
     def callback(self) -> Callback | None:
-        return Callback(self.rng.choice(RETS)) if self.rng.random() < 0.6 else None
+        return Callback(pick(self.rng, RETS)) if self.rng.random() < 0.6 else None
 
     def opts(self) -> HandlerOpts | None:
         rng = self.rng
         if rng.random() < 0.15:
             return None
-        return HandlerOpts(cookie=rng.choice((0, 1, 7, -5, 2**40, rng.getrandbits(31))),
+        return HandlerOpts(cookie=pick(rng, (0, 1, 7, -5, 2**40, rng.getrandbits(31))),
                            prog_setup_fn=self.callback(), prog_prepare_load_fn=self.callback(),
                            prog_attach_fn=self.callback())
 
     def register(self) -> Register:
         rng = self.rng
-        sec = None if rng.random() < 0.15 else rng.choice(CUSTOM_STEMS) + rng.choice(FORMS)
-        return Register(sec, rng.choice(PROG_TYPES), rng.choice(ATTACH_TYPES), self.opts())
+        sec = None if rng.random() < 0.15 else pick(rng, CUSTOM_STEMS) + pick(rng, FORMS)
+        return Register(sec, pick(rng, PROG_TYPES), pick(rng, ATTACH_TYPES), self.opts())
 
     def section(self) -> bytes:
         rng = self.rng
         roll = rng.random()
         if roll < 0.4:
-            name = rng.choice(CUSTOM_STEMS) + rng.choice((b"", b"/x", b"/", b"+", b"x"))
+            name = pick(rng, CUSTOM_STEMS) + pick(rng, (b"", b"/x", b"/", b"+", b"x"))
         elif roll < 0.65:
-            name = rng.choice(PLAIN_BUILTINS)
+            name = pick(rng, PLAIN_BUILTINS)
         elif roll < 0.8:
-            name = rng.choice(SPECIAL)
+            name = pick(rng, SPECIAL)
         else:
-            name = rng.choice((b"unknown", b"zzz/1", b"a b", b"\xff"))
+            name = pick(rng, (b"unknown", b"zzz/1", b"a b", b"\xff"))
         return b"?" + name if rng.random() < 0.15 else name
 
     def spec(self) -> ObjectSpec:
         rng = self.rng
         sections = [self.section() for _ in range(rng.randint(1, 3))]
-        programs = tuple(Program(rng.choice(sections)) for _ in range(rng.randint(0, 4)))
+        programs = tuple(Program(pick(rng, sections)) for _ in range(rng.randint(0, 4)))
         return ObjectSpec(programs, None if rng.random() < 0.1 else b"GPL")
 
     def open(self) -> Open:
@@ -140,7 +141,7 @@ class LifecycleGenerator:
                     registers += 1
                 else:
                     target = (HandleRef(rng.randrange(1, registers)) if rng.random() < 0.85
-                              else rng.choice(ODD_IDS))
+                              else pick(rng, ODD_IDS))
                     ops.append(Unregister(target))
             elif not open_now or roll < 0.2:
                 ops.append(self.open())
@@ -154,13 +155,13 @@ class LifecycleGenerator:
         """An op on one of the objects opened so far (mostly open ones)."""
         rng = self.rng
         pool = sorted(open_now) if open_now and rng.random() < 0.9 else list(range(opens))
-        ref = ObjRef(rng.choice(pool))
-        prog = rng.choice((0, 0, 0, 1, 1, 2, 5))
+        ref = ObjRef(pick(rng, pool))
+        prog = pick(rng, (0, 0, 0, 1, 1, 2, 5))
         roll = rng.random()
         if roll < 0.25:
             return ProgInfo(ref, prog)
         if roll < 0.35:
-            return SetType(ref, prog, rng.choice(PROG_TYPES))
+            return SetType(ref, prog, pick(rng, PROG_TYPES))
         if roll < 0.45:
             return SetAutoload(ref, prog, rng.random() < 0.5)
         if roll < 0.6:
@@ -182,14 +183,7 @@ def counts(ops: Iterable[Op]) -> tuple[int, int]:
 
 def rebase(ops: Sequence[Op], registers: int, opens: int) -> list[Op]:
     """``ops`` as they read after ``registers`` Registers and ``opens`` Opens ran before."""
-    out: list[Op] = []
-    for op in ops:
-        if isinstance(op, Unregister) and isinstance(op.handler, HandleRef):
-            op = Unregister(HandleRef(op.handler.index + registers))
-        elif isinstance(op, ProgInfo | SetType | SetAutoload | Load | Attach | Close):
-            op = dataclasses.replace(op, obj=ObjRef(op.obj.index + opens))
-        out.append(op)
-    return out
+    return [rebase_op(op, registers, opens) for op in ops]
 
 
 def concatenated(sequences: Iterable[Sequence[Op]]) -> list[Op]:

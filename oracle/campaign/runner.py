@@ -7,6 +7,17 @@ Rules:
 - The oracle answers every op; libbpf answers until it dies.  The outcome is
   the first divergence among the ops both answered, or the crash if libbpf
   died before any divergence (``CaseOutcome``).
+- Chains (``Chain``), for throughput: many cases back to back in one worker
+  process and one oracle, sent in big batches, the oracle computing its
+  answers in a thread while libbpf computes its own.  Each case's
+  ``HandleRef``/``ObjRef`` s are rebased onto the chain's numbering and the
+  case is followed by cleanup ops (close its objects, unregister its
+  handlers) that both sides run and compare, so every case starts from an
+  empty registry -- but with handler ids continuing.  Where emptying the
+  registry trips a documented libbpf bug (1.1.2's dangling array, KB2), the
+  chain starts with an anchor handler that no generated name matches and that
+  is never unregistered.  A chain's op list from its start is itself a valid
+  fresh case, so any chain failure replays (and shrinks) with ``run_fresh``.
 - Signatures (``CaseOutcome.signature``) deduplicate findings:
   ``divergence:<op>:<field>:<expected>-><actual>`` (``compare.Divergence``) or
   ``<crash|hang|exit>:<sanitizer kind, signal or exit code>:<top libbpf frame>``.
@@ -14,14 +25,28 @@ Rules:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import dataclasses
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Final
 
 from oracle.campaign.compare import Divergence, first_divergence, signal_name
-from oracle.libbpf.worker import CrashEvent, OpResult, Worker
+from oracle.libbpf.worker import BatchResult, CrashEvent, OpResult, Worker
+from oracle.model.objects import NotModelledError
 from oracle.model.oracle import Oracle
-from oracle.ops import OP_NAMES, Answer, Op
+from oracle.ops import (
+    OP_NAMES,
+    Answer,
+    Close,
+    HandleRef,
+    ObjRef,
+    Op,
+    Open,
+    Register,
+    Unregister,
+    rebase,
+)
 
 #: frames that belong to the sanitizer runtime, libc or Python rather than libbpf
 FOREIGN_FRAME_PREFIXES: Final = (
@@ -94,13 +119,14 @@ class CaseOutcome:
 class Differential:
     """Runs cases on one libbpf worker and one release's oracle (see module rules)."""
 
-    def __init__(self, worker: Worker, version: str) -> None:
+    def __init__(self, worker: Worker, version: str, *, bpf: bool = True) -> None:
         self.worker = worker
         self.version = version
+        self.bpf = bpf  # whether this process may use bpf(): Load/Attach answer NO_BPF if not
 
     def run(self, ops: Sequence[Op]) -> CaseOutcome:
         ops = tuple(ops)
-        expected = tuple(Oracle(self.version).run(ops))
+        expected = tuple(Oracle(self.version, bpf=self.bpf).run(ops))
         batch = self.worker.run_fresh(ops)
         answers = [r.answer for r in batch.results]
         divergence = first_divergence(list(ops), list(expected), answers)
@@ -110,3 +136,136 @@ class Differential:
     def signature(self, ops: list[Op]) -> str | None:
         """The shrinker's predicate: this case's signature on a fresh process."""
         return self.run(ops).signature
+
+
+#: registered first by chains that must never empty the registry (see module rules)
+ANCHOR: Final = Register(b"\x7f\x01sec-oracle-anchor/", 0, 0)
+
+
+def cleanup_ops(oracle: Oracle, opens: range, keep: frozenset[int]) -> list[Op]:
+    """Close the case's objects, then unregister every live handler not in ``keep``."""
+    ops: list[Op] = [Close(ObjRef(i)) for i in opens]
+    handlers = list(oracle.custom_handlers())
+    if oracle.registry.fallback is not None:
+        handlers.append(oracle.registry.fallback)
+    ops += [Unregister(HandleRef(h.registration)) for h in handlers
+            if h.registration not in keep]
+    return ops
+
+
+@dataclass
+class Plan:
+    """A batch of cases as chained ops, with the oracle's answers; ``ends[i]`` closes case i."""
+
+    ops: list[Op]
+    expected: list[Answer]
+    ends: list[int]
+    cases: list[Sequence[Op]]
+
+
+@dataclass
+class ChainResult:
+    """What one batch did: how many of its cases passed, and the failure if any."""
+
+    cases: int
+    ops: int
+    failure: CaseOutcome | None = None
+    #: the failing case as generated (its own numbering), when the failure is inside one
+    case: Sequence[Op] | None = None
+    #: batches dropped because the model cannot answer one of their cases
+    unmodelled: int = 0
+
+
+class Chain:
+    """Cases back to back in one worker process and one oracle (see module rules)."""
+
+    def __init__(self, worker: Worker, version: str, *, anchor: bool, bpf: bool = True,
+                 max_ops: int = 20_000) -> None:
+        self.worker = worker
+        self.version = version
+        self.anchor = anchor
+        self.bpf = bpf
+        self.max_ops = max_ops
+        self._restart()
+
+    def _restart(self) -> None:
+        self.worker.reset()
+        self.oracle = Oracle(self.version, bpf=self.bpf)
+        self.history: list[Op] = []
+        self.registers = self.objects = 0
+        self.keep: frozenset[int] = frozenset({0}) if self.anchor else frozenset()
+        self.prefix: list[Op] = [ANCHOR] if self.anchor else []
+
+    def plan(self, cases: Sequence[Sequence[Op]]) -> Plan:
+        """Rebase ``cases`` onto the chain, add cleanups, and compute the oracle's answers."""
+        plan = Plan([], [], [], list(cases))
+        oracle = self.oracle
+        for op in self.prefix:
+            plan.ops.append(op)
+            plan.expected.append(oracle.apply(op))
+            self.registers += type(op) is Register
+        self.prefix = []
+        for case in cases:
+            registers, objects = self.registers, self.objects
+            for op in case:
+                op = rebase(op, registers, objects)
+                plan.ops.append(op)
+                plan.expected.append(oracle.apply(op))
+                if type(op) is Register:
+                    self.registers += 1
+                elif type(op) is Open:
+                    self.objects += 1
+            for op in cleanup_ops(oracle, range(objects, self.objects), self.keep):
+                plan.ops.append(op)
+                plan.expected.append(oracle.apply(op))
+            plan.ends.append(len(plan.ops))
+        return plan
+
+    def judge(self, plan: Plan, batch: BatchResult) -> ChainResult:
+        """Compare a batch's answers; on failure, the chain so far as one fresh case."""
+        actual = [r.answer for r in batch.results]
+        divergence = first_divergence(plan.ops, plan.expected, actual)
+        if divergence is None and batch.crash is None:
+            self.history += plan.ops
+            return ChainResult(len(plan.ends), len(plan.ops))
+        if divergence is not None:
+            failed_at = divergence.index
+        else:
+            assert batch.crash is not None
+            failed_at = batch.crash.op_index
+        passed = sum(1 for end in plan.ends if end <= failed_at)
+        done = plan.ends[passed - 1] if passed else 0
+        chain_ops = tuple(self.history + plan.ops[: failed_at + 1])
+        if divergence is not None:
+            divergence = dataclasses.replace(divergence, index=len(self.history) + divergence.index)
+        self._restart()
+        failure = CaseOutcome(chain_ops, (), (), divergence,
+                              batch.crash if divergence is None else None)
+        case = plan.cases[passed] if passed < len(plan.cases) else None
+        return ChainResult(passed, done, failure, case)
+
+    def stream(self, batches: Iterator[Sequence[Sequence[Op]]]) -> Iterator[ChainResult]:
+        """Run batches of cases; the oracle plans batch k+1 while libbpf runs batch k."""
+        with ThreadPoolExecutor(1) as pool:
+            pending: tuple[Plan, Future[BatchResult]] | None = None
+            for cases in batches:
+                if len(self.history) > self.max_ops and pending is None:
+                    self._restart()
+                try:
+                    plan = self.plan(cases)
+                except NotModelledError:  # rare: drop the batch, start the chain again
+                    if pending is not None:
+                        yield self.judge(pending[0], pending[1].result())
+                        pending = None
+                    self._restart()
+                    yield ChainResult(0, 0, unmodelled=1)
+                    continue
+                if pending is not None:
+                    result = self.judge(pending[0], pending[1].result())
+                    pending = None
+                    yield result
+                    if result.failure is not None:  # the chain restarted: plan again on it
+                        plan = self.plan(cases)
+                pending = (plan, pool.submit(self.worker.run, plan.ops))
+            if pending is not None:
+                yield self.judge(pending[0], pending[1].result())

@@ -56,6 +56,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import gc
 import io
 import mmap
 import operator
@@ -379,8 +380,10 @@ def run_forked_case(
     ``os.waitstatus_to_exitcode`` gives it (negative: killed by that signal).
     """
     PROGRESS.pack_into(progress, 0, 0)
+    gc.freeze()  # keep the collector from touching (and so copying) the parent's objects
     pid = os.fork()
     if pid == 0:  # the copy: never returns
+        gc.disable()
         code = 0
         try:
             PROGRESS.pack_into(progress, CASE_PID_OFFSET, os.getpid())

@@ -12,6 +12,11 @@ Rules:
   byte-identical in 1.1.2, 1.4.6, 1.5.0 and 1.7.0, but for a realloc fix in
   unregister that is a bug fix, listed in docs/known-bugs.md, not a behaviour).
 
+- The object lifecycle (``oracle.model.objects``) does differ: four named
+  behaviours (``text_program_when_alone``, ``set_type_drops_handler``,
+  ``attach_requires_fd``, ``struct_ops_rejected_early``), each documented on
+  its field with the libbpf function and the releases it holds for.
+
 Invariant: a ``Profile`` is immutable and shared; its built-in index is built
 once per release.
 """

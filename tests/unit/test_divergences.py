@@ -10,19 +10,18 @@ import pytest
 from oracle import Oracle
 from oracle.ops import Answer, Op
 from oracle.tables import known_versions
-from tests.divergence_cases import CASES, LIFECYCLE_CASES, MODEL_ANSWERS
+from tests.divergence_cases import CASES, MODEL_ANSWERS
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "divergences.md"
 
 
 def test_every_documented_divergence_has_a_case() -> None:
     documented = re.findall(r"^\| (D\d+) \|", DOC.read_text(), flags=re.M)
-    assert documented == [case_id for case_id, _, _ in CASES + LIFECYCLE_CASES]
+    assert documented == [case_id for case_id, _, _ in CASES]
 
 
 @pytest.mark.parametrize("version", known_versions())
-@pytest.mark.parametrize(("case_id", "ops", "answers"), CASES + LIFECYCLE_CASES,
-                         ids=[c[0] for c in CASES + LIFECYCLE_CASES])
+@pytest.mark.parametrize(("case_id", "ops", "answers"), CASES, ids=[c[0] for c in CASES])
 def test_divergence_on_oracle(
     version: str, case_id: str, ops: list[Op], answers: list[Answer]
 ) -> None:
