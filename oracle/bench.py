@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from oracle.argtypes import positive_int
 from oracle.model import lookup
 from oracle.model.oracle import Oracle
 from oracle.model.reference import c_find_sec_def
@@ -132,24 +133,14 @@ def register(sub: Any) -> None:
     parser.add_argument("what", nargs="?", choices=["matcher", "worker", "campaign", "all"],
                         default="matcher")
     parser.add_argument("--version", default="1.7.0", help="oracle release for matcher")
-    parser.add_argument("--names", type=_positive, default=20_000, help="lookups per round")
-    parser.add_argument("--rounds", type=_positive, default=5)
+    parser.add_argument("--names", type=positive_int, default=20_000, help="lookups per round")
+    parser.add_argument("--rounds", type=positive_int, default=5)
     parser.add_argument("--libbpf", default="system", help="target for the worker bench")
-    parser.add_argument("--ops", type=_positive, default=50_000)
-    parser.add_argument("--batch", type=_positive, default=256)
-    parser.add_argument("--cases", type=_positive, default=3000, help="cases for campaign")
+    parser.add_argument("--ops", type=positive_int, default=50_000)
+    parser.add_argument("--batch", type=positive_int, default=256)
+    parser.add_argument("--cases", type=positive_int, default=3000, help="cases for campaign")
     parser.add_argument("--json", action="store_true", help="one line of JSON per result")
     parser.set_defaults(handler=_run)
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be positive: {value}")
-    return value
 
 
 __all__: Sequence[str] = ["bench_matcher", "interleaved", "register"]

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from oracle.argtypes import positive_float, positive_int
 from oracle.campaign.check import CheckConfig, ProgressLine, exit_status, run_check
 from oracle.campaign.report import (
     atomic_write,
@@ -15,26 +16,6 @@ from oracle.campaign.report import (
     report_data,
     write_json,
 )
-
-
-def positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be more than 0: {text}")
-    return value
-
-
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be more than 0: {text}")
-    return value
 
 
 def run(args: argparse.Namespace) -> int:

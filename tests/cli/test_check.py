@@ -1,0 +1,60 @@
+"""``sec-oracle check`` end to end: exit status, report, JUnit, known findings."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from xml.etree import ElementTree
+
+import pytest
+
+from oracle.cli import main
+from oracle.errors import LibbpfError
+from oracle.libbpf.targets import resolve
+
+pytestmark = pytest.mark.libbpf
+
+REPORT_KEYS = {"format", "format_version", "libbpf", "seed", "jobs", "cases", "ops", "seconds",
+               "ops_per_s", "findings", "unexplained", "exit_status"}
+
+
+def need(spec: str) -> None:
+    try:
+        resolve(spec)
+    except LibbpfError as exc:
+        pytest.skip(f"libbpf {spec} unavailable: {exc}")
+
+
+def test_conforming_release_exits_0_with_report_and_junit(tmp_path: Path) -> None:
+    need("1.7.0")
+    report, junit = tmp_path / "r.json", tmp_path / "j.xml"
+    code = main(["check", "--libbpf", "1.7.0", "--cases", "400", "--seed", "3",
+                 "--findings", str(tmp_path / "f"), "--report", str(report),
+                 "--junit", str(junit)])
+    assert code == 0
+    data = json.loads(report.read_text())
+    assert REPORT_KEYS <= set(data)
+    assert data["format"] == "libbpf-sec-oracle/report"
+    assert data["libbpf"]["version"] == "1.7.0" and data["libbpf"]["so_sha256"]
+    assert data["cases"] >= 400 and data["ops"] > data["cases"]
+    assert data["findings"] == [] and data["exit_status"] == 0
+    suite = ElementTree.parse(junit).getroot()
+    assert suite.tag == "testsuite" and suite.get("failures") == "0"
+
+
+def test_known_libbpf_bug_is_reported_but_passes_unless_strict(tmp_path: Path) -> None:
+    need("1.7.0+asan")
+    args = ["check", "--libbpf", "1.7.0+asan", "--cases", "1500", "--seed", "1"]
+    report = tmp_path / "r.json"
+    code = main([*args, "--findings", str(tmp_path / "f"), "--report", str(report)])
+    data = json.loads(report.read_text())
+    kb1 = [f for f in data["findings"] if f["known"] == "KB1"]
+    assert kb1, data["findings"]
+    assert kb1[0]["sanitizer"] in ("pointer-overflow", "heap-buffer-overflow")
+    assert kb1[0]["ops"] <= 3
+    assert code == 0 and data["unexplained"] == 0
+    strict = main([*args, "--strict", "--findings", str(tmp_path / "g")])
+    assert strict == 1
+    finding_dir = Path(kb1[0]["trace"]).parent
+    assert {p.name for p in finding_dir.iterdir()} == {"finding.json", "trace.jsonl", "repro.c",
+                                                       "summary.md"}
