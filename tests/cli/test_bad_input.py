@@ -67,8 +67,10 @@ def test_a_library_that_is_not_libbpf(capsys: pytest.CaptureFixture[str]) -> Non
     assert_one_line_error(code, err, "not a libbpf")
 
 
-@pytest.mark.parametrize("content", [b"", b"{not json\n", b'{"format": "x"}\n',
-                                     b'{"format": "libbpf-sec-oracle/trace", "format_version": 99}\n'])
+FUTURE = b'{"format": "libbpf-sec-oracle/trace", "format_version": 99}\n'
+
+
+@pytest.mark.parametrize("content", [b"", b"{not json\n", b'{"format": "x"}\n', FUTURE])
 def test_corrupt_traces(capsys: pytest.CaptureFixture[str], tmp_path: Path,
                         content: bytes) -> None:
     trace = tmp_path / "t.jsonl"
