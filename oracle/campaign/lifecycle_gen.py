@@ -5,7 +5,8 @@ A sequence mixes ``Register``/``Unregister``/lookups with ``Open``,
 ``Close`` of objects built with ``oracle.bpfelf``: program sections come from
 the registered custom stems (``abc``, ``abc/x``, ``custom+`` ...), plain
 built-in sections, '?'-prefixed names and libbpf's special names (``license``,
-``version``, ``.maps``, ``.text`` ...).
+``version``, ``.maps``, ``.text`` ...); a few opens get malformed bytes (a
+truncated object, or no ELF at all: ``objects.not_an_elf_object``).
 
 Rules (what keeps every sequence deterministic on real libbpf and inside the
 model, ``oracle.model.objects``):
@@ -117,6 +118,11 @@ class LifecycleGenerator:
             return Open(build_object(spec))  # raw bytes, the writer's own
         if roll < 0.13:
             return Open(b"")
+        if roll < 0.17:  # malformed: a truncated object, or no ELF at all
+            rng, data = self.rng, build_object(spec)
+            if roll < 0.16:
+                return Open(data[: rng.randrange(1, len(data))])
+            return Open(bytes(rng.randrange(256) for _ in range(rng.randrange(1, 40))))
         return Open(spec)
 
     def lookup(self) -> Op:

@@ -289,6 +289,37 @@ def _cstr(table: bytes, offset: int) -> bytes:
     return table[offset:end if end >= 0 else len(table)]
 
 
+LIBBPF_ERRNO__LIBELF: Final = 4000
+ELF_MAGIC: Final = b"\x7fELF"
+EI_NIDENT: Final = 16
+ELF64_EHDR_SIZE: Final = 64
+
+
+def not_an_elf_object(data: bytes) -> int:
+    """What ``bpf_object__elf_init`` answers for bytes that are no whole ELF64 object, or 0.
+
+    libbpf.c ``bpf_object__elf_init``: ``elf_memory()`` NULL -> -LIBBPF_ERRNO__LIBELF;
+    ``elf_kind() != ELF_K_ELF`` or a section table past the end (libelf refuses
+    it) -> -LIBBPF_ERRNO__FORMAT.  Measured with libelf 0.188 (bookworm) on
+    every prefix of bpfelf objects and on random bytes, identical in all four
+    releases: no ELF magic, or fewer than ``EI_NIDENT`` bytes -> FORMAT; an ELF64
+    little-endian ident but fewer than 64 bytes (no whole ``Elf64_Ehdr``) ->
+    LIBELF; a whole header whose section table ends past the data -> FORMAT.
+    0: the bytes are not one of these cases (``spec_of_bytes`` decides).
+    """
+    if not data.startswith(ELF_MAGIC) or len(data) < EI_NIDENT:
+        return -LIBBPF_ERRNO__FORMAT
+    if data[4] != 2 or data[5] != 1:  # ELFCLASS64, ELFDATA2LSB: what bpfelf writes
+        return 0
+    if len(data) < ELF64_EHDR_SIZE:
+        return -LIBBPF_ERRNO__LIBELF
+    shoff, = struct.unpack_from("<Q", data, 0x28)
+    shentsize, shnum = struct.unpack_from("<HH", data, 0x3A)
+    if shnum and shoff + shnum * shentsize > len(data):
+        return -LIBBPF_ERRNO__FORMAT
+    return 0
+
+
 def spec_of_bytes(data: bytes) -> ObjectSpec:
     """The ``ObjectSpec`` that ``build_object`` turns into exactly ``data``.
 
@@ -381,6 +412,9 @@ class Objects:
         if isinstance(op.obj, bytes | bytearray):
             if not op.obj:
                 return Answer(-errno.EINVAL, (None,))  # !obj_buf_sz
+            err = not_an_elf_object(bytes(op.obj))
+            if err:
+                return Answer(err, (None,))
             spec = spec_of_bytes(bytes(op.obj))
         elif isinstance(op.obj, ObjectSpec):
             spec = op.obj

@@ -132,8 +132,16 @@ def test_raw_bytes_open() -> None:
     spec = ObjectSpec((Program(b"socket"),))
     assert run("1.7.0", [Open(build_object(spec)), Open(b"")]) == [Answer(0, (1,)),
                                                                     Answer(-errno.EINVAL, (None,))]
-    with pytest.raises(NotModelledError):
-        run("1.7.0", [Open(b"\x7fELF garbage")])
+    with pytest.raises(NotModelledError):  # a whole ELF64 header, but not bpfelf's output
+        run("1.7.0", [Open(build_object(spec)[:-1] + b"\1")])
+
+
+def test_bytes_that_are_no_whole_elf_object_fail_open() -> None:
+    obj = build_object(ObjectSpec((Program(b"socket"),)))
+    cases = [(b"not an ELF", -4001), (b"\x7fELF garbage", -4001), (obj[:15], -4001),
+             (obj[:16], -4000), (obj[:63], -4000), (obj[:64], -4001), (obj[:-1], -4001)]
+    for data, rc in cases:
+        assert run("1.7.0", [Open(data)]) == [Answer(rc, (None,))], data[:20]
 
 
 # -- set_type / set_autoload ---------------------------------------------------------
