@@ -35,7 +35,7 @@ import dataclasses
 import errno
 import struct
 from dataclasses import dataclass, field
-from typing import Any, Final, TypeAlias
+from typing import Final, TypeAlias
 
 from oracle.bpfelf import ObjectSpec
 from oracle.errors import BadArgumentError
@@ -380,16 +380,16 @@ def rebase(op: Op, registers: int, objects: int) -> Op:
     Every ``HandleRef``/``ObjRef`` field moves past the earlier ones; used to
     run several sequences back to back in one process.
     """
-    if type(op) not in _HAS_REFS or not (registers or objects):
+    kind = type(op)
+    if kind not in _HAS_REFS or not (registers or objects):
         return op
-    changes: dict[str, Any] = {}
-    for spec in dataclasses.fields(op):
-        value = getattr(op, spec.name)
-        if isinstance(value, HandleRef):
-            changes[spec.name] = HandleRef(value.index + registers)
-        elif isinstance(value, ObjRef):
-            changes[spec.name] = ObjRef(value.index + objects)
-    return dataclasses.replace(op, **changes) if changes else op
+    if kind is Unregister:
+        assert isinstance(op, Unregister)
+        handler = op.handler
+        return Unregister(HandleRef(handler.index + registers)) if isinstance(
+            handler, HandleRef) else op
+    assert isinstance(op, ProgInfo | SetType | SetAutoload | Load | Attach | Close)
+    return dataclasses.replace(op, obj=ObjRef(op.obj.index + objects))
 
 
 #: op kinds with a ``HandleRef`` or ``ObjRef`` field (what ``rebase`` has to look at)

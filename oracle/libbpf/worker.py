@@ -488,6 +488,22 @@ def check_handle_refs(ops: Sequence[Op], registers: int) -> None:
             )
 
 
+def wait_for_exit(pid: int, timeout: float) -> None:
+    """Block until ``pid`` exits or ``timeout`` passes, without polling.
+
+    ``Popen.wait(timeout)`` polls with sleeps of up to 50 ms; a pidfd becomes
+    readable the moment the process exits (Linux >= 5.3; elsewhere a no-op).
+    """
+    try:
+        fd = os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        return
+    try:
+        select.select([fd], [], [], timeout)
+    finally:
+        os.close(fd)
+
+
 class TargetLike(Protocol):
     """What ``Worker`` needs of ``oracle.libbpf.targets.Target``."""
 
@@ -659,6 +675,7 @@ class _Child:
                 os.write(self.wfd, encode(("quit",)))
         if kill and self.proc.poll() is None:
             self.proc.kill()
+        wait_for_exit(self.proc.pid, REAP_TIMEOUT)
         try:
             returncode = self.proc.wait(timeout=REAP_TIMEOUT)
         except subprocess.TimeoutExpired:

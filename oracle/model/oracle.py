@@ -115,18 +115,23 @@ class Oracle:
 
     def apply(self, op: Op) -> Answer:
         """Run one op; see ``oracle.ops`` for the answer's shape."""
-        if isinstance(op, Register):
-            rc = self.register_prog_handler(op.sec, op.prog_type, op.exp_attach_type, op.opts)
-            return Answer(rc)
-        if isinstance(op, Unregister):
-            return Answer(self.registry.unregister(resolve_handler(op, self._register_results)))
-        if isinstance(op, ProgTypeByName):
+        kind = type(op)
+        if kind is ProgTypeByName:  # the most frequent ops first, by exact type
+            assert isinstance(op, ProgTypeByName)
             return lookup.prog_type_by_name(self.registry, self.release, op.name)
-        if isinstance(op, AttachTypeByName):
+        if kind is Register:
+            assert isinstance(op, Register)
+            return Answer(self.register_prog_handler(op.sec, op.prog_type, op.exp_attach_type,
+                                                     op.opts))
+        if kind is Unregister:
+            assert isinstance(op, Unregister)
+            return Answer(self.registry.unregister(resolve_handler(op, self._register_results)))
+        if kind is AttachTypeByName:
+            assert isinstance(op, AttachTypeByName)
             return lookup.attach_type_by_name(self.registry, self.release, op.name)
-        if isinstance(op, LIFECYCLE_OPS):
+        if kind in LIFECYCLE_OPS:
             return self.objects.apply(op)  # type: ignore[arg-type]
-        if isinstance(op, Fault):
+        if kind is Fault:
             raise BadArgumentError("Fault ops are test-only: the oracle does not model them")
         raise BadArgumentError(f"not an op of the op language: {op!r}")
 
