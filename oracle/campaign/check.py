@@ -65,6 +65,7 @@ class CheckConfig:
     shrink_tries: int = 600
     batch: int = 128  # chained cases per worker batch
     fresh_every: int = 4  # one case on a fresh process state every this many batches
+    avoid_known: bool = False  # generate no known-bug triggers (benchmarks: nothing may crash)
 
 
 @dataclass
@@ -143,7 +144,8 @@ class MixedCases:
         self.bpf = env.bpf
         self.config = config
         self.rng = random.Random(seed)
-        self.registry = CaseGenerator(profile(env.version), seed)
+        self.registry = CaseGenerator(profile(env.version), seed,
+                                      allow_empty_sec=not config.avoid_known)
         self.lifecycle = LifecycleGenerator(seed)
 
     def next(self) -> list[Op]:
