@@ -85,14 +85,7 @@ class Harness:
                 raise RuntimeError(f"the anchor got id {rc}: the process registered before")
             self.counter = rc
         # callbacks made for the registrations before this mark stay alive (see restore)
-        self._keep_mark = len(self._callbacks())
-
-    def _callbacks(self) -> list[Any]:
-        # ``Libbpf`` keeps every ffi.callback for its lifetime; for millions of inputs
-        # that is a leak.  Nothing can call an input's callbacks once its objects are
-        # closed and its handlers unregistered, so ``restore`` drops them.
-        keep: list[Any] = self.lib._keep
-        return keep
+        self._keep_mark = lib.callback_mark()
 
     def model(self) -> Oracle:
         """An oracle in the state libbpf is in between inputs."""
@@ -138,7 +131,7 @@ class Harness:
             if rc > 0:
                 self.counter = max(self.counter, rc)
                 lib.unregister(rc)
-        del self._callbacks()[self._keep_mark :]
+        lib.drop_callbacks(self._keep_mark)  # nothing can call them any more
         lib.log.clear()
         lib.calls.clear()
 

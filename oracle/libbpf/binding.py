@@ -196,6 +196,19 @@ class Libbpf:
         )
         return ffi.from_buffer(opts.to_bytes((pointers[0], pointers[1], pointers[2])))
 
+    def callback_mark(self) -> int:
+        """A mark for ``drop_callbacks``: how many callbacks are alive now."""
+        return len(self._keep)
+
+    def drop_callbacks(self, mark: int) -> None:
+        """Release the callbacks made since ``mark``.
+
+        Only safe once libbpf can no longer call them: their handlers are
+        unregistered and every object opened while they were registered is
+        closed (a long-running fuzzer would otherwise keep every one alive).
+        """
+        del self._keep[mark:]
+
     def _callback_address(self, kind: str, cb: Callback, registration: int) -> int:
         fn = self._make_callback(kind, cb, registration)
         self._keep.append(fn)
