@@ -7,7 +7,8 @@ Rules:
 - The libbpf-alone side is the same chained op stream (the cases rebased and
   followed by their cleanup ops, exactly what the campaign's worker runs)
   executed by ``worker.run_inprocess`` in a child process started with the
-  target's environment: no oracle, no comparison, no process isolation.
+  target's environment: no oracle, no comparison, no process isolation, and
+  libbpf's log off on both sides (the chained worker runs ``log=False``).
 - The cases avoid documented libbpf bugs (``avoid_known``): a crash would end
   the libbpf-alone side and make the two sides run different ops.
 - Both are run ``rounds`` times, interleaved, and the medians compared:
@@ -45,7 +46,7 @@ def time_inprocess(path: str, ops_file: str, batch: int) -> float:
     from oracle.libbpf.worker import Session
 
     ops: list[Op] = pickle.loads(Path(ops_file).read_bytes())
-    session = Session(Libbpf(path))
+    session = Session(Libbpf(path, log=False))  # as the campaign's chained worker runs it
     start = time.perf_counter()
     for i in range(0, len(ops), batch):
         run_inprocess(session, ops[i : i + batch])

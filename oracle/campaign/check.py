@@ -211,7 +211,7 @@ def run_job(env: Environment, config: CheckConfig, job: int,
             return False
         return deadline is None or time.monotonic() < deadline
 
-    with Worker(env.target, timeout=config.timeout) as chained, \
+    with Worker(env.target, timeout=config.timeout, log=False) as chained, \
             Worker(env.target, timeout=config.timeout) as fresh:
         job_ = Job(env, config, seed, Differential(fresh, env.version, bpf=env.bpf))
         stats = job_.stats

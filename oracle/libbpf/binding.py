@@ -26,6 +26,8 @@ Rules and invariants:
 - Log capture: one ``libbpf_set_print`` callback per loaded library appends a
   ``LogLine`` (level, text without its final newline) to ``Libbpf.log``, for
   every level including DEBUG.  The caller clears ``log`` between calls.
+  ``Libbpf(path, log=False)`` sets no callback at all (libbpf then prints
+  nothing): chained campaign batches compare answers only.
 - Handler callbacks are ``ffi.callback``s made per registration; each call
   appends a ``CallbackCall`` to ``Libbpf.calls`` and returns ``Callback.ret``.
   They are kept alive for the life of the ``Libbpf`` object (libbpf may call
@@ -134,7 +136,7 @@ def untouched(first: tuple[int, ...], second: tuple[int, ...] | None) -> tuple[i
 class Libbpf:
     """One loaded libbpf ``.so`` and the capture state of calls made through it."""
 
-    def __init__(self, path: Path | str) -> None:
+    def __init__(self, path: Path | str, *, log: bool = True) -> None:
         if platform.machine() != "x86_64":
             raise LibbpfError(f"the libbpf binding is written for x86-64, not {platform.machine()}")
         self.path = Path(path)
@@ -150,7 +152,8 @@ class Libbpf:
         self._outs: Any = ffi.new("unsigned int[2]")
         self._logbuf: Any = ffi.new("char[]", LOG_BUFFER_SIZE)
         self._print: Any = ffi.callback("libbpf_print_fn_t", self._on_print)
-        self.lib.libbpf_set_print(self._print)
+        # log=False: libbpf formats nothing at all (its print hook is NULL)
+        self.lib.libbpf_set_print(self._print if log else ffi.NULL)
 
     # -- version -------------------------------------------------------------
 

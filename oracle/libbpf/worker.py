@@ -324,7 +324,7 @@ def split(ops: tuple[Op, ...], cap: int, first: int = FIRST_CHUNK) -> list[tuple
 
 
 def child_main(argv: Sequence[str]) -> int:
-    """``python -m oracle.libbpf.worker LIBBPF_SO PROGRESS_FILE``."""
+    """``python -m oracle.libbpf.worker LIBBPF_SO PROGRESS_FILE [--no-log]``."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when we stop
     reader = open(os.dup(0), "rb")  # noqa: SIM115 - lives as long as the process
     writer = open(os.dup(1), "wb")  # noqa: SIM115
@@ -334,7 +334,7 @@ def child_main(argv: Sequence[str]) -> int:
     with open(argv[1], "r+b") as f:
         progress = mmap.mmap(f.fileno(), PROGRESS_FILE_SIZE)
     try:
-        session = Session(Libbpf(argv[0]))
+        session = Session(Libbpf(argv[0], log="--no-log" not in argv[2:]))
     except LibbpfError as exc:
         writer.write(encode(("error", -1, str(exc))))
         writer.flush()
@@ -537,7 +537,7 @@ def child_env(target: TargetLike) -> dict[str, str]:
 class _Child:
     """One running child process and its files; ``reap()`` makes it disappear cleanly."""
 
-    def __init__(self, target: TargetLike, tmpdir: Path) -> None:
+    def __init__(self, target: TargetLike, tmpdir: Path, *, log: bool = True) -> None:
         self.stderr_path = tmpdir / "stderr"
         progress_path = tmpdir / "progress"
         progress_path.write_bytes(bytes(PROGRESS_FILE_SIZE))
@@ -551,6 +551,7 @@ class _Child:
                     "oracle.libbpf.worker",
                     str(target.path),
                     str(progress_path),
+                    *([] if log else ["--no-log"]),
                 ],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
@@ -693,11 +694,13 @@ class Worker:
     """The parent side: batches of ops to a child process, restarted after any death."""
 
     def __init__(
-        self, target: TargetLike, *, timeout: float = DEFAULT_TIMEOUT, chunk: int = PIPELINE_CHUNK
+        self, target: TargetLike, *, timeout: float = DEFAULT_TIMEOUT, chunk: int = PIPELINE_CHUNK,
+        log: bool = True,
     ) -> None:
         self.target = target
         self.timeout = timeout
         self.chunk = chunk
+        self.log = log  # capture libbpf's log lines (off: faster, OpResult.log stays empty)
         self.version: str | None = None
         self._tmpdir = Path(tempfile.mkdtemp(prefix="sec-oracle-worker-"))
         # close() forgotten: the temp dir still goes at garbage collection or exit
@@ -716,7 +719,7 @@ class Worker:
     def start(self) -> None:
         """Start a child now (``run`` does it on demand)."""
         if self._child is None:
-            self._child = _Child(self.target, self._tmpdir)
+            self._child = _Child(self.target, self._tmpdir, log=self.log)
             self._history, self._registers = [], 0
             self._await_ready(self._child)
 
