@@ -5,8 +5,9 @@ Rules:
   (later answers depend on state that has already diverged).
 - A signature names the kind of a finding, not its instance, so findings
   deduplicate: ``divergence:<op>:<field>:<expected class>-><actual class>``
-  where a field is ``rc`` or ``out<N>`` and a class is ``ok`` (0), ``id``
-  (> 0), an errno name (< 0), ``untouched`` or ``set`` (out-parameters).
+  where a field is ``rc``, ``out<N>`` or ``calls`` and a class is ``ok`` (0),
+  ``id`` (> 0), an errno name (< 0), ``untouched`` or ``set`` (out-parameters),
+  or for calls their counts or the first differing field (``calls_class``).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import errno
 import signal
 from dataclasses import dataclass
 
-from oracle.ops import OP_NAMES, Answer, Op
+from oracle.ops import OP_NAMES, Answer, CallbackCall, Op
 
 
 def errno_name(rc: int) -> str:
@@ -53,13 +54,17 @@ class Divergence:
         for i, (want, got) in enumerate(zip(self.expected.out, self.actual.out, strict=False)):
             if want != got:
                 return f"out{i}"
-        return "out"
+        if self.expected.out != self.actual.out:
+            return "out"
+        return "calls"
 
     @property
     def signature(self) -> str:
         field = self.field
         if field == "rc":
             classes = f"{rc_class(self.expected.rc)}->{rc_class(self.actual.rc)}"
+        elif field == "calls":
+            classes = calls_class(self.expected.calls, self.actual.calls)
         else:
             i = int(field[3:]) if field[3:] else 0
             want = self.expected.out[i] if i < len(self.expected.out) else None
@@ -72,9 +77,26 @@ class Divergence:
                 f" libbpf gave {show(self.actual)}")
 
 
+def calls_class(expected: tuple[CallbackCall, ...], actual: tuple[CallbackCall, ...]) -> str:
+    """How callback calls differ, by kind: ``<n expected>-><n actual>`` calls, or the first
+    differing field (``callback``, ``registration``, ``program``, ``cookie``...)."""
+    if len(expected) != len(actual):
+        return f"{len(expected)}calls->{len(actual)}calls"
+    for want, got in zip(expected, actual, strict=True):
+        for name in ("callback", "registration", "program", "section", "cookie", "ret"):
+            if getattr(want, name) != getattr(got, name):
+                return f"{name}-differs"
+    return "same"
+
+
 def show(answer: Answer) -> str:
     outs = ", ".join("untouched" if v is None else str(v) for v in answer.out)
-    return errno_name(answer.rc) + (f" ({outs})" if outs else "")
+    text = errno_name(answer.rc) + (f" ({outs})" if outs else "")
+    if answer.calls:
+        text += " calls [" + ", ".join(
+            f"{c.callback}(h{c.registration}, {c.program.decode(errors='replace')},"
+            f" cookie {c.cookie}) = {c.ret}" for c in answer.calls) + "]"
+    return text
 
 
 def first_divergence(

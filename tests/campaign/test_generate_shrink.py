@@ -99,3 +99,16 @@ def test_divergence_describes_itself() -> None:
     assert d.describe() == (
         "op 3 prog_type_by_name: expected 0 (1, 0), libbpf gave -ESRCH (untouched, untouched)"
     )
+
+
+def test_divergence_in_callback_calls_has_its_own_signature() -> None:
+    from oracle.ops import CallbackCall, Open
+
+    call = CallbackCall("prog_setup_fn", 0, b"prog0", b"abc", 7, 0)
+    spec_op = Open(b"")  # the op kind is all the signature needs
+    more = Divergence(1, spec_op, Answer(0, (1,)), Answer(0, (1,), (call,)))
+    assert more.signature == "divergence:open:calls:0calls->1calls"
+    other = Divergence(1, spec_op, Answer(0, (1,), (call,)),
+                       Answer(0, (1,), (CallbackCall("prog_setup_fn", 0, b"prog0", b"abc", 9, 0),)))
+    assert other.signature == "divergence:open:calls:cookie-differs"
+    assert "cookie 7" in more.describe() or "cookie 7" in other.describe()
