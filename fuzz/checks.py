@@ -35,7 +35,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
 
-from oracle.campaign.known import KnownBug, explain, known_bugs
+from oracle.campaign.known import KnownBug, affects, explain, known_bugs
 from oracle.campaign.runner import ANCHOR
 from oracle.campaign.shrink import drop_ops
 from oracle.ops import HandleRef, Op, Register, Unregister, rebase
@@ -53,18 +53,14 @@ class Policy:
     skip_empty_sec: bool
 
 
-def _affects(version: str, trigger: str) -> bool:
-    return any(version in bug.versions and bug.trigger == trigger for bug in known_bugs())
-
-
 def policy(version: str, variant: str, *, allow_known: bool = False) -> Policy:
     """How the harness runs inputs on this release and build (see module rules)."""
     return Policy(
         version=version,
         variant=variant,
-        anchor=_affects(version, "registers_after_emptying"),
+        anchor=affects(version, "registers_after_emptying"),
         skip_empty_sec=(variant in SANITIZER_VARIANTS and not allow_known
-                        and _affects(version, "registers_empty_sec")),
+                        and affects(version, "registers_empty_sec")),
     )
 
 

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from oracle.campaign.check import CheckConfig, Environment, MixedCases, prepare
-from oracle.campaign.known import TRIGGERS, known_bugs
+from oracle.campaign.known import triggers_known_bug
 from oracle.libbpf.worker import Worker
 from oracle.model.oracle import Oracle
 from oracle.ops import Op
@@ -39,10 +39,6 @@ class RecordStats:
     skipped_crash: int
     skipped_known: int
     paths: tuple[Path, ...]
-
-
-def touches_known_bug(version: str, ops: list[Op]) -> bool:
-    return any(version in bug.versions and TRIGGERS[bug.trigger](ops) for bug in known_bugs())
 
 
 class ModelCoverage:
@@ -86,7 +82,7 @@ def record(env: Environment, out: Path, *, count: int, seed: int, select: str,
         for index in range(count):
             ops = mixed.next()
             total += 1
-            if touches_known_bug(env.version, ops):
+            if triggers_known_bug(env.version, ops):
                 known += 1
                 continue
             if coverage is not None and not coverage.adds(ops):

@@ -24,6 +24,7 @@ Rules:
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import random
@@ -38,7 +39,7 @@ from typing import Any
 
 from oracle.campaign.findings import Finding, write_finding
 from oracle.campaign.generate import CaseGenerator
-from oracle.campaign.known import explain, known_bugs
+from oracle.campaign.known import affects, explain, known_bugs
 from oracle.campaign.lifecycle_gen import LifecycleGenerator
 from oracle.campaign.runner import CaseOutcome, Chain, Differential
 from oracle.campaign.shrink import shrink
@@ -167,8 +168,7 @@ class MixedCases:
 
 def needs_anchor(version: str) -> bool:
     """Chains on this release must never empty the registry (a documented bug, e.g. KB2)."""
-    return any(version in bug.versions and bug.trigger == "registers_after_emptying"
-               for bug in known_bugs())
+    return affects(version, "registers_after_emptying")
 
 
 class Job:
@@ -264,8 +264,8 @@ def run_check(config: CheckConfig, progress: ProgressFn | None = None) -> tuple[
     check_writable_dir(config.findings, "findings directory")
     if config.jobs == 1:
         return env, run_job(env, config, 0, progress)
-    split = CheckConfig(**{**config.__dict__, "cases": (
-        None if config.cases is None else -(-config.cases // config.jobs))})
+    split = dataclasses.replace(config, cases=(
+        None if config.cases is None else -(-config.cases // config.jobs)))
     with ProcessPoolExecutor(config.jobs, mp_context=get_context("spawn")) as pool:
         results = list(pool.map(_job_entry, [(env, split, j) for j in range(config.jobs)]))
     merged = JobStats(seconds=max(r.seconds for r in results))

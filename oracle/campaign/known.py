@@ -84,12 +84,12 @@ class KnownBug:
     trigger: str
     doc: str
 
+    def triggered(self, version: str, ops: Sequence[Op]) -> bool:
+        """``ops`` contain this bug's documented cause, on a release it affects."""
+        return version in self.versions and TRIGGERS[self.trigger](ops)
+
     def explains(self, version: str, signature: str, ops: Sequence[Op]) -> bool:
-        return (
-            version in self.versions
-            and self.signature.fullmatch(signature) is not None
-            and TRIGGERS[self.trigger](ops)
-        )
+        return self.signature.fullmatch(signature) is not None and self.triggered(version, ops)
 
 
 @functools.cache
@@ -122,3 +122,13 @@ def explain(version: str, signature: str, ops: Sequence[Op]) -> KnownBug | None:
         if bug.explains(version, signature, ops):
             return bug
     return None
+
+
+def affects(version: str, trigger: str) -> bool:
+    """A documented bug of ``version`` has this trigger (what generators steer around)."""
+    return any(version in bug.versions and bug.trigger == trigger for bug in known_bugs())
+
+
+def triggers_known_bug(version: str, ops: Sequence[Op]) -> bool:
+    """``ops`` trigger some documented bug of ``version`` (their answers are not reliable)."""
+    return any(bug.triggered(version, ops) for bug in known_bugs())

@@ -9,8 +9,7 @@ from xml.etree import ElementTree
 import pytest
 
 from oracle.cli import main
-from oracle.errors import LibbpfError
-from oracle.libbpf.targets import resolve
+from tests.targets import target_or_skip
 
 pytestmark = pytest.mark.libbpf
 
@@ -18,15 +17,9 @@ REPORT_KEYS = {"format", "format_version", "libbpf", "seed", "jobs", "cases", "o
                "ops_per_s", "findings", "unexplained", "exit_status"}
 
 
-def need(spec: str) -> None:
-    try:
-        resolve(spec)
-    except LibbpfError as exc:
-        pytest.skip(f"libbpf {spec} unavailable: {exc}")
-
 
 def test_conforming_release_exits_0_with_report_and_junit(tmp_path: Path) -> None:
-    need("1.7.0")
+    target_or_skip("1.7.0")
     report, junit = tmp_path / "r.json", tmp_path / "j.xml"
     code = main(["check", "--libbpf", "1.7.0", "--cases", "400", "--seed", "3",
                  "--findings", str(tmp_path / "f"), "--report", str(report),
@@ -43,7 +36,7 @@ def test_conforming_release_exits_0_with_report_and_junit(tmp_path: Path) -> Non
 
 
 def test_known_libbpf_bug_is_reported_but_passes_unless_strict(tmp_path: Path) -> None:
-    need("1.7.0+asan")
+    target_or_skip("1.7.0+asan")
     args = ["check", "--libbpf", "1.7.0+asan", "--cases", "1500", "--seed", "1"]
     report = tmp_path / "r.json"
     code = main([*args, "--findings", str(tmp_path / "f"), "--report", str(report)])

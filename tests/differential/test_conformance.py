@@ -12,24 +12,17 @@ from pathlib import Path
 import pytest
 
 from oracle.campaign.check import CheckConfig, exit_status, run_check
-from oracle.errors import LibbpfError
-from oracle.libbpf.targets import probe, require_table, resolve
 from oracle.replay import replay
+from tests.targets import version_or_skip
 
 pytestmark = pytest.mark.libbpf
 
 CORPUS = Path(__file__).resolve().parents[2] / "corpus" / "traces"
 
 
-def version_of(spec: str) -> str:
-    try:
-        return require_table(probe(resolve(spec)))
-    except LibbpfError as exc:
-        pytest.skip(f"libbpf {spec} unavailable: {exc}")
-
 
 def test_corpus_replays_live(libbpf_target: str) -> None:
-    version = version_of(libbpf_target)
+    version = version_or_skip(libbpf_target)
     traces = sorted((CORPUS / version).glob("*.jsonl"))
     assert traces, f"no recorded corpus for libbpf {version}"
     result = replay(traces, libbpf=libbpf_target)
@@ -38,7 +31,7 @@ def test_corpus_replays_live(libbpf_target: str) -> None:
 
 
 def test_short_campaign_finds_nothing_unexplained(libbpf_target: str, tmp_path: Path) -> None:
-    version_of(libbpf_target)
+    version_or_skip(libbpf_target)
     config = CheckConfig(libbpf=libbpf_target, seconds=None, cases=300, seed=7,
                          findings=tmp_path / "findings")
     _, stats = run_check(config)

@@ -22,8 +22,7 @@ from hypothesis.stateful import (
 )
 
 from oracle.campaign.known import registers_after_emptying
-from oracle.errors import LibbpfError
-from oracle.libbpf.targets import Target, probe, require_table, resolve
+from oracle.libbpf.targets import Target
 from oracle.libbpf.worker import Worker
 from oracle.model.oracle import Oracle
 from oracle.ops import (
@@ -37,6 +36,7 @@ from oracle.ops import (
     Unregister,
 )
 from tests.strategies import names, patterns
+from tests.targets import target_or_skip, version_or_skip
 
 pytestmark = pytest.mark.libbpf
 
@@ -106,11 +106,7 @@ def real_machine(target: Target, version: str) -> type[RuleBasedStateMachine]:
 
 @pytest.mark.parametrize("spec", ["system", "1.7.0"])
 def test_model_and_libbpf_agree_step_by_step(spec: str) -> None:
-    try:
-        target = resolve(spec)
-        version = require_table(probe(target))
-    except LibbpfError as exc:
-        pytest.skip(f"libbpf {spec} unavailable: {exc}")
+    target, version = target_or_skip(spec), version_or_skip(spec)
     machine = real_machine(target, version)
     machine.TestCase.settings = settings(max_examples=40, stateful_step_count=25, deadline=None)
     machine.TestCase().runTest()

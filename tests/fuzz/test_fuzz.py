@@ -19,8 +19,6 @@ from fuzz import checks, gen_corpus
 from fuzz.decode import MAX_OPS, decode, encode_seed
 from oracle.campaign.known import registry_changes_under_open_object
 from oracle.campaign.runner import ANCHOR
-from oracle.errors import LibbpfError
-from oracle.libbpf.targets import Target, resolve
 from oracle.model.objects import NotModelledError
 from oracle.model.oracle import Oracle
 from oracle.ops import (
@@ -32,6 +30,7 @@ from oracle.ops import (
     Register,
     Unregister,
 )
+from tests.targets import target_or_skip
 
 ROOT = Path(__file__).resolve().parents[2]
 HARNESS = ROOT / "fuzz" / "harness_registry.py"
@@ -147,12 +146,6 @@ def test_admissible_and_fresh_case() -> None:
 # -- against real libbpf --------------------------------------------------------------
 
 
-def target_or_skip(spec: str) -> Target:
-    try:
-        return resolve(spec, build=False)
-    except LibbpfError as exc:
-        pytest.skip(f"libbpf {spec} unavailable: {exc}")
-
 
 def random_inputs(directory: Path, n: int, seed: int) -> list[Path]:
     rng = random.Random(seed)
@@ -175,7 +168,7 @@ def run_harness(*args: str, cwd: Path, timeout: float = 300) -> subprocess.Compl
 @pytest.mark.parametrize("spec", ["system", "1.7.0"])
 def test_harness_agrees_with_the_oracle_on_seeds(spec: str, tmp_path: Path) -> None:
     """The libFuzzer callback, called directly (``--replay``) in a subprocess."""
-    target_or_skip(spec)
+    target_or_skip(spec, build=False)
     inputs = [str(p) for p in (*SEEDS, *random_inputs(tmp_path / "r", 300, 1))]
     result = run_harness(f"--libbpf={spec}", "--replay", "--repeat=2", *inputs, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -184,7 +177,7 @@ def test_harness_agrees_with_the_oracle_on_seeds(spec: str, tmp_path: Path) -> N
 
 @pytest.mark.libbpf
 def test_harness_lifecycle_mode_agrees(tmp_path: Path) -> None:
-    target_or_skip("1.7.0")
+    target_or_skip("1.7.0", build=False)
     inputs = [str(p) for p in random_inputs(tmp_path / "r", 200, 2)]
     result = run_harness("--libbpf=1.7.0", "--lifecycle", "--replay", *inputs, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -194,7 +187,7 @@ def test_harness_lifecycle_mode_agrees(tmp_path: Path) -> None:
 def test_short_atheris_run_finds_nothing_new(tmp_path: Path) -> None:
     if importlib.util.find_spec("atheris") is None:
         pytest.skip("atheris is not installed (pip install -e '.[fuzz]')")
-    target_or_skip("1.7.0+fuzz")
+    target_or_skip("1.7.0+fuzz", build=False)
     corpus = tmp_path / "corpus"
     shutil.copytree(ROOT / "corpus" / "fuzz" / "registry", corpus)
     result = run_harness("--libbpf=1.7.0+fuzz", "-runs=2000", "-seed=1",
@@ -215,7 +208,7 @@ def test_triage_of_a_crafted_kb1_input(tmp_path: Path) -> None:
     from fuzz.triage import triage
 
     spec = "1.7.0+asan"
-    target_or_skip(spec)
+    target_or_skip(spec, build=False)
     crash = tmp_path / "crash-kb1"
     crash.write_bytes(encode_seed(KB1_OPS))
     findings = tmp_path / "findings"

@@ -23,8 +23,8 @@ from pathlib import Path
 
 import pytest
 
-from oracle.errors import BadArgumentError, LibbpfError
-from oracle.libbpf.targets import Target, resolve
+from oracle.errors import BadArgumentError
+from oracle.libbpf.targets import Target
 from oracle.libbpf.worker import (
     CrashEvent,
     Worker,
@@ -44,18 +44,13 @@ from oracle.ops import (
     Register,
     Unregister,
 )
+from tests.targets import target_or_skip
 
 pytestmark = pytest.mark.libbpf
 
 BPF_PROG_TYPE_KPROBE = 2
 BPF_CGROUP_INET4_CONNECT = 10
 
-
-def target_or_skip(spec: str) -> Target:
-    try:
-        return resolve(spec)
-    except LibbpfError as exc:
-        pytest.skip(f"libbpf {spec} unavailable: {exc}")
 
 
 @pytest.fixture(params=["system", "1.7.0", "1.7.0+asan"])

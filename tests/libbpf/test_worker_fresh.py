@@ -14,7 +14,7 @@ from oracle.errors import BadArgumentError
 from oracle.libbpf.targets import Target
 from oracle.libbpf.worker import Worker
 from oracle.ops import Answer, Fault, HandleRef, Op, ProgTypeByName, Register, Unregister
-from tests.libbpf.test_worker import target_or_skip
+from tests.targets import target_or_skip
 
 pytestmark = pytest.mark.libbpf
 

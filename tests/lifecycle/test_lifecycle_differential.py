@@ -20,23 +20,17 @@ from oracle import Oracle
 from oracle.campaign.compare import first_divergence
 from oracle.campaign.lifecycle_gen import LifecycleGenerator, concatenated
 from oracle.campaign.shrink import shrink
-from oracle.errors import LibbpfError, OracleError
+from oracle.errors import OracleError
 from oracle.libbpf.lifecycle import NO_BPF_ENV, bpf_permitted
-from oracle.libbpf.targets import Target, resolve
 from oracle.libbpf.worker import Worker
 from oracle.ops import Op
+from tests.targets import target_or_skip
 
 pytestmark = pytest.mark.libbpf
 
 SEQUENCES: Final = 300
 TARGETS: Final = {"system": "1.1.2", "1.4.6": "1.4.6", "1.5.0": "1.5.0", "1.7.0": "1.7.0"}
 
-
-def target_or_skip(spec: str) -> Target:
-    try:
-        return resolve(spec)
-    except LibbpfError as exc:
-        pytest.skip(f"libbpf {spec} unavailable: {exc}")
 
 
 @pytest.fixture(params=list(TARGETS))
