@@ -54,16 +54,19 @@ def time_inprocess(path: str, ops_file: str, batch: int) -> float:
 
 
 def bench_campaign(env: Environment, cases: int = 3000, rounds: int = 3, seed: int = 0,
-                   batch: int = 64) -> dict[str, Any]:
+                   batch: int = CheckConfig.batch) -> dict[str, Any]:
+    """Campaign vs libbpf alone (see module rules), ``check`` 's own batch size by default."""
     config = CheckConfig(libbpf=env.target.spec, seconds=None, cases=cases, seed=seed,
                          findings=Path(tempfile.mkdtemp(prefix="sec-oracle-bench-")),
                          batch=batch, avoid_known=True)
     ops = chained_ops(env, config, cases)
+    count = len(ops)
     campaign: list[float] = []
     alone: list[float] = []
     with tempfile.NamedTemporaryFile(suffix=".pickle") as ops_file:
         ops_file.write(pickle.dumps(ops))
         ops_file.flush()
+        del ops  # not kept alive through the campaign rounds (its garbage collections)
         argv = [sys.executable, "-m", "oracle.campaign.bench", "inprocess", str(env.target.path),
                 ops_file.name, str(batch * 16)]
         for _ in range(rounds):
@@ -72,7 +75,7 @@ def bench_campaign(env: Environment, cases: int = 3000, rounds: int = 3, seed: i
             if done.returncode != 0:
                 last = (done.stderr.strip().splitlines() or ["no output"])[-1]
                 raise OracleError(f"libbpf alone failed on the benchmark's ops ({last})")
-            alone.append(len(ops) / float(done.stdout.strip().splitlines()[-1]))
+            alone.append(count / float(done.stdout.strip().splitlines()[-1]))
             stats = run_job(env, config, 0)
             campaign.append(stats.ops / stats.seconds)
     campaign_rate, alone_rate = statistics.median(campaign), statistics.median(alone)
@@ -82,7 +85,7 @@ def bench_campaign(env: Environment, cases: int = 3000, rounds: int = 3, seed: i
         "version": env.version,
         "cases": cases,
         "rounds": rounds,
-        "chained_ops": len(ops),
+        "chained_ops": count,
         "campaign_ops_per_s": round(campaign_rate),
         "libbpf_alone_ops_per_s": round(alone_rate),
         "ratio": round(campaign_rate / alone_rate, 3),

@@ -24,6 +24,7 @@ Rules:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import os
@@ -203,9 +204,10 @@ class Job:
             self.stats.findings[signature].count += 1
             return
         if case is not None:  # most chain failures are the case's own: prefer it alone
-            alone = self.differential.run(case)
-            if alone.signature == signature:
-                outcome = alone
+            with contextlib.suppress(NotModelledError):
+                alone = self.differential.run(case)
+                if alone.signature == signature:
+                    outcome = alone
         finding = new_finding(self.env, self.differential, outcome, self.config, self.seed)
         self.stats.findings[signature] = finding
         if finding.known is not None and not self.config.strict:
@@ -231,11 +233,12 @@ def run_job(env: Environment, config: CheckConfig, job: int,
         stats = job_.stats
         chain = Chain(chained, env.version, anchor=needs_anchor(env.version), bpf=env.bpf)
 
-        def batches() -> Iterator[list[list[Op]]]:
+        def batches() -> Iterator[Iterator[list[Op]]]:
             while budget_left(stats):
                 size = config.batch if config.cases is None else max(
                     1, min(config.batch, config.cases - stats.cases))
-                yield [cases.next() for _ in range(size)]
+                # generated lazily: planning polls the worker between cases
+                yield (cases.next() for _ in range(size))
 
         for number, result in enumerate(chain.stream(batches())):
             stats.cases += result.cases

@@ -6,7 +6,8 @@ The generator aims at the edges of the model, not at volume:
 - names and patterns are built from the release's built-in stems, from the
   patterns registered earlier in the case, and from separators and suffixes
   (``/``, ``+``, ``.s``, ``?``), truncated or extended by a byte, case-flipped,
-  empty, one byte, long (up to 300 bytes), or arbitrary non-NUL bytes;
+  empty, one byte, long (repeated, at most ``LONG_NAME`` bytes), or arbitrary
+  non-NUL bytes;
 - ``sec`` takes all three forms and NULL (the fallback), with duplicates of
   earlier patterns;
 - opts are None, standard, or with an interesting ``sz`` (0..7, each field
@@ -44,6 +45,8 @@ T = TypeVar("T")
 
 SUFFIXES: Final = (b"", b"/", b"+", b"/x", b"/a/b", b".s", b".s/x", b"//", b"/+", b"+/", b"x",
                    b"/LLC-load-misses", b"/do_sys_open", b".multi", b".w", b"?")
+#: the longest name or pattern a repeat makes (longer ones exercise nothing new)
+LONG_NAME: Final = 4096
 SZ_CHOICES: Final = (0, 1, 7, 8, 12, 15, 16, 17, 23, 24, 31, 32, 39, 40, 41, 48, 64, 4096,
                      2**63 + 40, 2**64 - 1)
 WEIRD_INTS: Final = (0, -1, -(2**31), 2**31 - 1, 1000)
@@ -89,8 +92,8 @@ class CaseGenerator:
             return text.swapcase()
         if roll < 0.65:
             return b"?" + text
-        if roll < 0.68:
-            return text * rng.randint(2, 40)
+        if roll < 0.68:  # capped: repeating a repeat would grow without bound
+            return (text * rng.randint(2, 40))[:LONG_NAME]
         if roll < 0.72:
             return bytes(rng.randint(1, 255) for _ in range(rng.randint(1, 8)))
         return text

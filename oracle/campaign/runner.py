@@ -9,7 +9,7 @@ Rules:
   died before any divergence (``CaseOutcome``).
 - Chains (``Chain``), for throughput: many cases back to back in one worker
   process and one oracle, sent in big batches, the oracle computing its
-  answers in a thread while libbpf computes its own.  Each case's
+  answers while libbpf computes its own (``Worker.submit``, no thread).  Each case's
   ``HandleRef``/``ObjRef`` s are rebased onto the chain's numbering and the
   case is followed by cleanup ops (close its objects, unregister its
   handlers) that both sides run and compare, so every case starts from an
@@ -26,13 +26,12 @@ Rules:
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Final
 
 from oracle.campaign.compare import Divergence, first_divergence, signal_name
-from oracle.libbpf.worker import BatchResult, CrashEvent, OpResult, Worker
+from oracle.libbpf.worker import BatchResult, CrashEvent, Flight, OpResult, Worker
 from oracle.model.objects import NotModelledError
 from oracle.model.oracle import Oracle
 from oracle.ops import (
@@ -134,8 +133,12 @@ class Differential:
         return CaseOutcome(ops, expected, batch.results, divergence, crash)
 
     def signature(self, ops: list[Op]) -> str | None:
-        """The shrinker's predicate: this case's signature on a fresh process."""
-        return self.run(ops).signature
+        """The shrinker's predicate: this case's signature on a fresh process (None for
+        a candidate the model cannot answer: it is never compared)."""
+        try:
+            return self.run(ops).signature
+        except NotModelledError:
+            return None
 
 
 #: registered first by chains that must never empty the registry (see module rules)
@@ -196,9 +199,10 @@ class Chain:
         self.keep: frozenset[int] = frozenset({0}) if self.anchor else frozenset()
         self.prefix: list[Op] = [ANCHOR] if self.anchor else []
 
-    def plan(self, cases: Sequence[Sequence[Op]]) -> Plan:
-        """Rebase ``cases`` onto the chain, add cleanups, and compute the oracle's answers."""
-        plan = Plan([], [], [], list(cases))
+    def plan(self, cases: Iterable[Sequence[Op]], poll: Callable[[], None] | None = None) -> Plan:
+        """Rebase ``cases`` onto the chain, add cleanups, and compute the oracle's answers;
+        ``poll`` is called after each case (``Flight.poll``)."""
+        plan = Plan([], [], [], [])
         oracle = self.oracle
         for op in self.prefix:
             plan.ops.append(op)
@@ -206,6 +210,7 @@ class Chain:
             self.registers += type(op) is Register
         self.prefix = []
         for case in cases:
+            plan.cases.append(case)
             registers, objects = self.registers, self.objects
             for op in case:
                 op = rebase(op, registers, objects)
@@ -219,6 +224,8 @@ class Chain:
                 plan.ops.append(op)
                 plan.expected.append(oracle.apply(op))
             plan.ends.append(len(plan.ops))
+            if poll is not None:
+                poll()
         return plan
 
     def judge(self, plan: Plan, batch: BatchResult) -> ChainResult:
@@ -244,28 +251,42 @@ class Chain:
         case = plan.cases[passed] if passed < len(plan.cases) else None
         return ChainResult(passed, done, failure, case)
 
-    def stream(self, batches: Iterator[Sequence[Sequence[Op]]]) -> Iterator[ChainResult]:
-        """Run batches of cases; the oracle plans batch k+1 while libbpf runs batch k."""
-        with ThreadPoolExecutor(1) as pool:
-            pending: tuple[Plan, Future[BatchResult]] | None = None
-            for cases in batches:
-                if len(self.history) > self.max_ops and pending is None:
-                    self._restart()
-                try:
-                    plan = self.plan(cases)
-                except NotModelledError:  # rare: drop the batch, start the chain again
-                    if pending is not None:
-                        yield self.judge(pending[0], pending[1].result())
-                        pending = None
-                    self._restart()
-                    yield ChainResult(0, 0, unmodelled=1)
-                    continue
+    def stream(self, batches: Iterator[Iterable[Sequence[Op]]]) -> Iterator[ChainResult]:
+        """Run batches of cases; the oracle plans batch k+1 while libbpf runs batch k.
+
+        No thread: batch k is ``Worker.submit`` ted and planning polls its pipes
+        after every case, so the worker never waits on the GIL.  Batch k+1 is
+        submitted as soon as batch k is judged, before the caller sees k's result.
+        A batch the model cannot answer (``NotModelledError``, rare) is dropped
+        and the chain starts again.
+        """
+        pending: tuple[Plan, Flight] | None = None
+        for cases in batches:
+            in_chain = len(self.history) + (len(pending[0].ops) if pending else 0)
+            if in_chain > self.max_ops:  # keep failing chains short to replay: start again
                 if pending is not None:
-                    result = self.judge(pending[0], pending[1].result())
+                    yield self.judge(pending[0], pending[1].result())
                     pending = None
-                    yield result
-                    if result.failure is not None:  # the chain restarted: plan again on it
-                        plan = self.plan(cases)
-                pending = (plan, pool.submit(self.worker.run, plan.ops))
-            if pending is not None:
-                yield self.judge(pending[0], pending[1].result())
+                self._restart()
+            done: ChainResult | None = None
+            try:
+                plan = self.plan(cases, pending[1].poll if pending else None)
+                if pending is not None:
+                    done = self.judge(pending[0], pending[1].result())
+                    pending = None
+                    if done.failure is not None:  # the chain restarted: plan again on it
+                        plan = self.plan(plan.cases)
+                pending = (plan, self.worker.submit(plan.ops))
+            except NotModelledError:
+                if pending is not None:
+                    done = self.judge(pending[0], pending[1].result())
+                    pending = None
+                self._restart()
+                if done is not None:
+                    yield done
+                yield ChainResult(0, 0, unmodelled=1)
+                continue
+            if done is not None:
+                yield done
+        if pending is not None:
+            yield self.judge(pending[0], pending[1].result())

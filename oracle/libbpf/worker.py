@@ -1,61 +1,76 @@
 """Run ops against a real libbpf in a child process that may crash, hang or exit.
 
 Rules and invariants:
-- One worker process loads one libbpf ``.so`` (``Libbpf``) and owns libbpf's
-  process-global state (handler registry, print callback).  The parent
-  (``Worker``) never loads the library; it survives every way the child can
-  die and starts a fresh child on the next ``run``.
-- ``execute(session, op)`` is the one op-execution function; the child's loop
-  and ``run_inprocess`` (benchmarks, tests) both call it.
+- One child process loads one libbpf ``.so`` (``Libbpf``) and stays
+  *pristine*: it never runs an op itself.  Every op runs in a forked copy of
+  it, so every copy starts from libbpf as loaded (empty registry, handler ids
+  from 1, the print callback set) -- the state of a brand-new process, at fork
+  cost (~2 ms; ~6 ms with ASan) instead of a new process (~85 ms).  The parent
+  (``Worker``) never loads the library; it survives every way a copy or the
+  child can die.
+- Two kinds of copy.  A *chain* copy serves ``Worker.run`` / ``submit``
+  batches until ``reset()`` ends it or it dies; the next batch forks a new
+  one.  A *case* copy runs one ``Worker.run_fresh`` case and exits.  Only one
+  copy lives at a time.  When a copy ends, the child reports how
+  (``("case-exit", code)``, ``code`` as ``os.waitstatus_to_exitcode`` gives
+  it); the child reaps its copies, the parent reaps the child.
+- ``execute(session, op)`` is the one op-execution function; the copies and
+  ``run_inprocess`` (benchmarks, tests) all call it.
 - ``HandleRef(n)`` in ``Unregister`` means: the value returned by the n-th
-  (0-based) ``Register`` executed by this process since it started, counting
+  (0-based) ``Register`` executed by this chain copy since it began, counting
   every ``Register`` of every batch, failed ones (negative rc) included.  A
-  crash, ``reset()`` or ``close()`` starts a new process and the numbering
-  starts again at 0.  ``Worker.run`` refuses (``BadArgumentError``) a batch
-  that names a registration that has not happened, before sending anything.
+  crash, ``reset()`` or ``close()`` ends the copy and the numbering starts
+  again at 0.  ``Worker.run`` refuses (``BadArgumentError``) a batch that
+  names a registration that has not happened, before sending anything.
   ``run_inprocess(lib, ops)`` numbers the Registers of ``ops`` alone.
 - Wire: each message is a 4-byte little-endian length followed by a pickle.
-  Parent -> child: ``("batch", ops)``, ``("quit",)``.  Child -> parent:
-  ``("ready", version)``, ``("ok", raw_results)``, ``("error", seq, text)``
-  (``seq``: the failing op's 0-based number since the process began).  Ops
-  travel as the ``oracle.ops`` dataclasses; a private pickle dispatch table
+  Parent -> child: ``("chain",)``, ``("batch", ops)``, ``("end",)``,
+  ``("case", ops)``, ``("quit",)``.  Child -> parent: ``("ready", version)``,
+  ``("ok", raw_results)``, ``("error", seq, text)`` (``seq``: the failing
+  op's 0-based number in the copy), ``("case-exit", code)``.  Ops travel as
+  the ``oracle.ops`` dataclasses; a private pickle dispatch table
   (``WIRE_TABLE``, not copyreg's global one) pickles them as ``cls(*fields)``,
   3-4x cheaper than the default slots state and still validated by
   ``__init__``.  The protocol uses the child's stdin/stdout, which the child
   moves to private fds at start; its fd 1 then points at its stderr file so
-  that stray output cannot corrupt the protocol.
+  that stray output cannot corrupt the protocol.  The child reads its pipe
+  unbuffered (``read_exactly``): a copy reads the same pipe, and no byte may
+  sit in a buffer of the child that a copy has already consumed.
 - Pipelining: ``run`` cuts its ops into several messages (``split``: small
   first and last, up to ``chunk`` ops between) and writes them without
-  blocking while it reads and decodes earlier replies, so both processes work
-  at once and neither can deadlock the other on a full pipe.  The child
-  executes the ops strictly in order either way.
-- Progress: before each op the child stores "ops started since the process
-  began" (int64, little-endian) into a shared 8-byte file mapping; after a
-  death the parent reads it to name the exact op (``CrashEvent.op_index``); a
-  death between ops (decoding, replying) names the last op started.
+  blocking while it reads and decodes earlier replies (``Exchange``), so both
+  processes work at once and neither can deadlock the other on a full pipe.
+  ``submit`` returns after the first step, and the caller's ``Flight.poll()``
+  moves the exchange on between its own work (the campaign plans the next
+  batch meanwhile, in the same thread).  The copy executes the ops strictly
+  in order either way.  Messages still queued when a copy dies reach the
+  child, which skips them; a message whose writing began is always written
+  whole, so the pipe never holds half a message.
+- Progress: before each op the copy stores "ops started since the copy
+  began" (int64, little-endian) into a shared 16-byte file mapping, and its
+  pid at offset 8; after a death the parent reads the count to name the exact
+  op (``CrashEvent.op_index``); a death between ops (decoding, replying) names
+  the last op started.
 - A hang is "no reply and no progress for ``timeout`` seconds": the deadline is
   pushed back whenever the progress counter moves, so ``timeout`` bounds one op,
-  not a batch.  A hung child is SIGKILLed.
+  not a batch.  A hung copy is SIGKILLed (by the pid in the progress file); a
+  child that does not then report the copy's end is SIGKILLed too.
 - Every death becomes a ``CrashEvent``: ``hang``; ``crash`` when a signal
-  killed the child or a sanitizer report is in its stderr; ``exit`` otherwise.
-  A batch that dies yields no answers (``BatchResult.results == ()``); the
-  prefix ``event.ops[:-1]`` replays deterministically in a fresh worker.
-- Fresh cases (``Worker.run_fresh``): the child, kept pristine (it has run no
-  batch), forks a copy per case; the copy runs the ops and answers, the child
-  reports how the copy ended (``("case-exit", code)``).  A case thus starts
-  from libbpf as loaded, at fork cost (~2 ms; ~6 ms with ASan) instead of a
-  new process (~85 ms).  The copy's pid sits at offset 8 of the progress file
-  so a hung copy can be killed; the copy is reaped by the child.
+  killed the copy or a sanitizer report is in what it wrote to stderr;
+  ``exit`` otherwise.  A batch that dies yields no answers
+  (``BatchResult.results == ()``); the prefix ``event.ops[:-1]`` replays
+  deterministically on a fresh copy.
 - Hygiene: a dead or stopped child is always ``wait()``ed and its pipes
   closed; the temp dir with the stderr and progress files is removed by
-  ``close()``.  The child exits on EOF, so it cannot outlive a killed parent
-  for long.
+  ``close()``.  The child and its copy exit on EOF, so they cannot outlive a
+  killed parent for long.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import gc
 import io
 import mmap
@@ -124,6 +139,7 @@ RawResult: TypeAlias = tuple[
     int, tuple[OutValue, ...], tuple[LogLine, ...], tuple[CallbackCall, ...]
 ]
 CrashKind: TypeAlias = Literal["crash", "hang", "exit"]
+_Status: TypeAlias = Literal["ok", "eof", "hang"]
 
 
 # ---------------------------------------------------------------------------
@@ -283,16 +299,30 @@ def encode(message: object) -> bytes:
     return bytes(data)
 
 
-def read_message(stream: io.BufferedReader) -> Any:
-    """The next message from a blocking stream, or ``None`` at EOF."""
-    header = stream.read(HEADER.size)
-    if len(header) < HEADER.size:
+def read_exactly(fd: int, size: int) -> bytes | None:
+    """``size`` bytes from ``fd``, or ``None`` at EOF.
+
+    Unbuffered on purpose: a forked copy reads from the same pipe, so nothing
+    may sit in a user-space buffer that the copy consumes and this process
+    would read again after the copy has gone.
+    """
+    parts: list[bytes] = []
+    while size:
+        chunk = os.read(fd, min(size, READ_SIZE))
+        if not chunk:
+            return None
+        parts.append(chunk)
+        size -= len(chunk)
+    return b"".join(parts)
+
+
+def read_message(fd: int) -> Any:
+    """The next message from a blocking fd, or ``None`` at EOF."""
+    header = read_exactly(fd, HEADER.size)
+    if header is None:
         return None
-    (size,) = HEADER.unpack(header)
-    payload = stream.read(size)
-    if len(payload) < size:
-        return None
-    return pickle.loads(payload)
+    payload = read_exactly(fd, HEADER.unpack(header)[0])
+    return None if payload is None else pickle.loads(payload)
 
 
 def split(ops: tuple[Op, ...], cap: int, first: int = FIRST_CHUNK) -> list[tuple[Op, ...]]:
@@ -326,8 +356,8 @@ def split(ops: tuple[Op, ...], cap: int, first: int = FIRST_CHUNK) -> list[tuple
 def child_main(argv: Sequence[str]) -> int:
     """``python -m oracle.libbpf.worker LIBBPF_SO PROGRESS_FILE [--no-log]``."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when we stop
-    reader = open(os.dup(0), "rb")  # noqa: SIM115 - lives as long as the process
-    writer = open(os.dup(1), "wb")  # noqa: SIM115
+    reader = os.dup(0)
+    writer = open(os.dup(1), "wb")  # noqa: SIM115 - lives as long as the process
     os.dup2(2, 1)
     devnull = os.open(os.devnull, os.O_RDONLY)
     os.dup2(devnull, 0)
@@ -345,14 +375,31 @@ def child_main(argv: Sequence[str]) -> int:
     return 0
 
 
-def serve(session: Session, reader: io.BufferedReader, writer: Any, progress: mmap.mmap) -> None:
-    """Answer batches until EOF or ``("quit",)``; ``started`` counts ops since the start."""
+def serve(session: Session, reader: int, writer: Any, progress: mmap.mmap) -> None:
+    """The pristine child: a forked copy per ``("chain",)`` and per ``("case", ops)``.
+
+    It never runs an op itself, so every copy starts from libbpf as loaded.
+    It stops at EOF or ``("quit",)``.  Other messages were queued for a copy
+    that died before reading them (the parent pipelines): they are skipped.
+    """
+    while True:
+        message = read_message(reader)
+        if message is None or message[0] == "quit":
+            return
+        if message[0] == "chain":
+            in_copy(progress, writer, functools.partial(serve_batches, session, reader, writer,
+                                                        progress))
+        elif message[0] == "case":
+            in_copy(progress, writer, functools.partial(run_case, session, message[1], writer,
+                                                        progress), collect=False)
+        # anything else was sent to a copy that died before reading it: skipped
+
+
+def serve_batches(session: Session, reader: int, writer: Any, progress: mmap.mmap) -> None:
+    """A chain copy: answer ``("batch", ops)`` until ``("end",)``, EOF or a failing op."""
     started = 0
     while True:
         message = read_message(reader)
-        if message is not None and message[0] == "case":
-            run_forked_case(session, message[1], writer, progress)
-            continue
         if message is None or message[0] != "batch":
             return
         raws: list[RawResult] = []
@@ -369,35 +416,42 @@ def serve(session: Session, reader: io.BufferedReader, writer: Any, progress: mm
         writer.flush()
 
 
-def run_forked_case(
-    session: Session, ops: Sequence[Op], writer: Any, progress: mmap.mmap
-) -> None:
-    """Run ``ops`` in a forked copy of this process, then report how the copy ended.
+def run_case(session: Session, ops: Sequence[Op], writer: Any, progress: mmap.mmap) -> None:
+    """A case copy: run ``ops``, answer once."""
+    raws: list[RawResult] = []
+    for index, op in enumerate(ops):
+        PROGRESS.pack_into(progress, 0, index + 1)
+        try:
+            raws.append(execute(session, op))
+        except Exception as exc:  # a bug of ours or a bad op
+            writer.write(encode(("error", index, f"{type(exc).__name__}: {exc}")))
+            break
+    else:
+        writer.write(encode(("ok", raws)))
+    writer.flush()
 
-    The copy starts from this process's libbpf state (for a fresh case: as
-    loaded, nothing registered), answers ``("ok", raws)`` itself and exits;
-    this process then sends ``("case-exit", code)`` with ``code`` as
+
+def in_copy(progress: mmap.mmap, writer: Any, body: Callable[[], None], *,
+            collect: bool = True) -> None:
+    """Run ``body`` in a forked copy of this process, then report how the copy ended.
+
+    The copy starts from this process's libbpf state (as loaded: nothing
+    registered, ids from 1), writes its own replies and exits; this process
+    then sends ``("case-exit", code)`` with ``code`` as
     ``os.waitstatus_to_exitcode`` gives it (negative: killed by that signal).
+    ``collect=False`` turns the cyclic garbage collector off in the copy (a
+    short case creates no garbage worth the pages a collection would copy).
     """
     PROGRESS.pack_into(progress, 0, 0)
-    gc.freeze()  # keep the collector from touching (and so copying) the parent's objects
+    gc.freeze()  # keep the collector from touching (and so copying) this process's objects
     pid = os.fork()
     if pid == 0:  # the copy: never returns
-        gc.disable()
+        if not collect:
+            gc.disable()
         code = 0
         try:
             PROGRESS.pack_into(progress, CASE_PID_OFFSET, os.getpid())
-            raws: list[RawResult] = []
-            for index, op in enumerate(ops):
-                PROGRESS.pack_into(progress, 0, index + 1)
-                try:
-                    raws.append(execute(session, op))
-                except Exception as exc:  # a bug of ours or a bad op
-                    writer.write(encode(("error", index, f"{type(exc).__name__}: {exc}")))
-                    break
-            else:
-                writer.write(encode(("ok", raws)))
-            writer.flush()
+            body()
         except BaseException:
             code = 70
         finally:
@@ -564,6 +618,10 @@ class _Child:
         self.rfd = self.proc.stdout.fileno()
         os.set_blocking(self.wfd, False)
         self.buffer = bytearray()
+        #: the message being written; once begun, its rest goes before anything else, so
+        #: the pipe never holds half a message (see ``exchange``)
+        self.outgoing = memoryview(b"")
+        self.begun = False
 
     def started(self) -> int:
         """Ops the child has started since it began (for a fresh case: since the case began)."""
@@ -590,57 +648,36 @@ class _Child:
 
     def exchange(
         self,
-        batches: Sequence[tuple[Op, ...]],
+        batches: Sequence[tuple[Op, ...] | bytes],
         expected: int,
         timeout: float,
         on_reply: Callable[[Any], bool],
         kind: str = "batch",
-    ) -> Literal["ok", "eof", "hang"]:
-        """Send ``batches`` while reading ``expected`` replies, each passed to ``on_reply``.
+    ) -> _Status:
+        """Send ``batches`` while reading ``expected`` replies, each passed to ``on_reply``
+        (``Exchange``, run to its end)."""
+        return Exchange(self, batches, expected, timeout, on_reply, kind).finish()
 
-        Writing and reading interleave (the child works on one message while
-        the next is queued and earlier replies are decoded here), and neither
-        side can block the other on a full pipe.  ``on_reply`` returning False
-        stops early.  ``hang`` means ``timeout`` s without a reply or progress;
-        progress is checked every ``timeout / HANG_CHECKS`` s.
-        """
-        pending: list[memoryview] = []
-        later = list(reversed(batches))
-        last, deadline = self.started(), time.monotonic() + timeout
-        while expected:
-            message = self._take()
-            if message is not None:
-                expected -= 1
-                if not on_reply(message):
-                    return "ok"
-                deadline = time.monotonic() + timeout
-                continue
-            if not pending and later:  # encode one message ahead, not all up front
-                pending.append(memoryview(encode((kind, later.pop()))))
-            status = self._pump(pending, timeout / HANG_CHECKS)
-            if status != "ok":
-                return status
-            now, started = time.monotonic(), self.started()
-            if started != last:
-                last, deadline = started, now + timeout
-            elif now >= deadline:
-                return "hang"
-        return "ok"
+    def _stopped(self, status: _Status) -> _Status:
+        """Leave ``exchange`` early: a message not yet begun is dropped, a begun one is
+        finished by the next ``exchange`` (the child skips batches meant for a dead copy)."""
+        if not self.begun:
+            self.outgoing = memoryview(b"")
+        return status
 
-    def _pump(self, pending: list[memoryview], wait: float) -> Literal["ok", "eof"]:
+    def _pump(self, wait: float) -> Literal["ok", "eof"]:
         """One select(): write what the pipe takes, read what is there."""
-        writing = [self.wfd] if pending else []
+        writing = [self.wfd] if self.outgoing else []
         readable, writable, _ = select.select([self.rfd], writing, [], wait)
         if writable:
             try:
-                written = os.write(self.wfd, pending[-1])
+                written = os.write(self.wfd, self.outgoing)
             except BlockingIOError:
                 written = 0
             except (BrokenPipeError, ConnectionResetError):
                 return "eof"
-            pending[-1] = pending[-1][written:]
-            if not pending[-1]:
-                pending.pop()
+            self.outgoing = self.outgoing[written:]
+            self.begun = bool(self.outgoing) and (self.begun or written > 0)
         if readable:
             chunk = os.read(self.rfd, READ_SIZE)
             if not chunk:
@@ -671,9 +708,11 @@ class _Child:
 
     def reap(self, *, kill: bool, quit_first: bool = False) -> int | None:
         """Stop the child (politely if asked), wait for it, close pipes and the mapping."""
-        if quit_first:
+        if quit_first:  # a chain copy reading the pipe ends at EOF, then the child itself
             with contextlib.suppress(OSError):
                 os.write(self.wfd, encode(("quit",)))
+            with contextlib.suppress(OSError):
+                self.proc.stdin.close()  # type: ignore[union-attr]
         if kill and self.proc.poll() is None:
             self.proc.kill()
         wait_for_exit(self.proc.pid, REAP_TIMEOUT)
@@ -690,8 +729,110 @@ class _Child:
         return returncode
 
 
+class Exchange:
+    """Messages to a child and its replies, in progress; ``step`` moves it on.
+
+    Each batch goes as ``(kind, batch)``; a ``bytes`` item is an already
+    encoded message (``("chain",)``, ``("end",)``) sent as it is.  Writing
+    and reading interleave (the child works on one message while the next is
+    queued and earlier replies are decoded here), and neither side can block
+    the other on a full pipe.  ``on_reply`` returning False stops early.
+    ``hang`` means ``timeout`` s without a reply or progress.  ``step(0)``
+    never blocks, so the caller can do its own work between steps while the
+    child works on what was sent (``Worker.submit``).
+    """
+
+    def __init__(self, child: _Child, batches: Sequence[tuple[Op, ...] | bytes], expected: int,
+                 timeout: float, on_reply: Callable[[Any], bool], kind: str = "batch") -> None:
+        self.child = child
+        self.later = list(reversed(batches))
+        self.expected = expected
+        self.timeout = timeout
+        self.on_reply = on_reply
+        self.kind = kind
+        self.last, self.deadline = child.started(), time.monotonic() + timeout
+        self.status: _Status | None = None if expected else "ok"
+
+    def step(self, wait: float) -> _Status | None:
+        """Take the replies that are in, write and read what the pipes take (waiting at
+        most ``wait`` s); the final status once the exchange is over, else None."""
+        if self.status is not None:
+            return self.status
+        child = self.child
+        while self.expected:
+            message = child._take()
+            if message is None:
+                break
+            self.expected -= 1
+            if not self.on_reply(message):
+                return self._end("ok", early=True)
+            self.deadline = time.monotonic() + self.timeout
+        if not self.expected:
+            return self._end("ok")
+        if not child.outgoing and self.later:  # encode one message ahead, not all up front
+            item = self.later.pop()
+            child.outgoing = memoryview(item if isinstance(item, bytes) else
+                                        encode((self.kind, item)))
+            child.begun = False
+        status = child._pump(wait)
+        if status != "ok":
+            return self._end(status, early=True)
+        now, started = time.monotonic(), child.started()
+        if started != self.last:
+            self.last, self.deadline = started, now + self.timeout
+        elif now >= self.deadline:
+            return self._end("hang", early=True)
+        return None
+
+    def finish(self) -> _Status:
+        """Step until the exchange is over; progress is checked every
+        ``timeout / HANG_CHECKS`` s."""
+        while (status := self.step(self.timeout / HANG_CHECKS)) is None:
+            pass
+        return status
+
+    def _end(self, status: _Status, *, early: bool = False) -> _Status:
+        self.status = self.child._stopped(status) if early else status
+        return self.status
+
+
+class Flight:
+    """A batch submitted to a ``Worker`` (``Worker.submit``), until its ``result()``."""
+
+    def __init__(self, worker: Worker, child: _Child, ops: tuple[Op, ...], base: int,
+                 offset: int) -> None:
+        self.worker = worker
+        self.child = child
+        self.ops = ops
+        self.base = base  # ops the chain copy ran before this batch
+        self.offset = offset  # the child's stderr size when the batch was sent
+        self.results: list[OpResult] = []
+        self.failure: list[Any] = []
+        self.exchange: Exchange | None = None
+        self._result: BatchResult | None = None if ops else BatchResult()
+
+    def on_reply(self, message: Any) -> bool:
+        if message[0] == "ok":
+            self.results.extend(map(to_result, message[1]))
+            return True
+        self.failure.append(message)
+        return False
+
+    def poll(self) -> None:
+        """Move the pipes on without blocking (cheap: one select())."""
+        if self.exchange is not None:
+            self.exchange.step(0.0)
+
+    def result(self) -> BatchResult:
+        """Wait for the batch's answers, or how the copy died."""
+        if self._result is None:
+            assert self.exchange is not None
+            self._result = self.worker._land(self, self.exchange.finish())
+        return self._result
+
+
 class Worker:
-    """The parent side: batches of ops to a child process, restarted after any death."""
+    """The parent side: batches of ops to forked copies of a pristine child process."""
 
     def __init__(
         self, target: TargetLike, *, timeout: float = DEFAULT_TIMEOUT, chunk: int = PIPELINE_CHUNK,
@@ -706,6 +847,8 @@ class Worker:
         # close() forgotten: the temp dir still goes at garbage collection or exit
         self._cleanup = weakref.finalize(self, shutil.rmtree, self._tmpdir, ignore_errors=True)
         self._child: _Child | None = None
+        self._chain = False  # a chain copy is serving ``run``
+        self._flight: Flight | None = None  # a ``submit`` whose result is not taken yet
         self._history: list[Op] = []
         self._registers = 0
 
@@ -713,13 +856,14 @@ class Worker:
 
     @property
     def pid(self) -> int | None:
-        """The running child's pid, if any."""
+        """The pristine child's pid, if one runs (it outlives every copy's death)."""
         return self._child.proc.pid if self._child else None
 
     def start(self) -> None:
-        """Start a child now (``run`` does it on demand)."""
+        """Start the pristine child now (``run`` does it on demand)."""
         if self._child is None:
             self._child = _Child(self.target, self._tmpdir, log=self.log)
+            self._chain = False
             self._history, self._registers = [], 0
             self._await_ready(self._child)
 
@@ -744,14 +888,38 @@ class Worker:
         )
 
     def reset(self) -> None:
-        """Stop the child; the next ``run`` starts a fresh one (empty registry)."""
+        """Fresh libbpf state for the next ``run``: the chain copy ends (a fork, not a
+        new process, starts the next one); ``HandleRef`` s number from 0 again."""
+        self._settle()
+        self._history, self._registers = [], 0
+        if self._child is None or not self._chain:
+            return
+        self._chain = False
+        ended: list[Any] = []
+
+        def on_reply(message: Any) -> bool:
+            ended.append(message)
+            return bool(message[0] != "case-exit")
+
+        status = self._child.exchange([encode(("end",))], 1, REAP_TIMEOUT, on_reply)
+        if status != "ok" or not ended or ended[-1][0] != "case-exit":
+            self._stop()
+
+    def _settle(self) -> None:
+        """Let a flight whose result nobody took land (its answers are dropped)."""
+        if self._flight is not None:
+            self._flight.result()
+
+    def _stop(self) -> None:
+        """Stop the pristine child (and any copy); the next ``run`` starts a new one."""
+        self._flight = None
         if self._child is not None:
             child, self._child = self._child, None
             child.reap(kill=False, quit_first=True)
 
     def close(self) -> None:
         """Stop the child and remove the worker's temp files."""
-        self.reset()
+        self._stop()
         self._cleanup()
 
     def __enter__(self) -> Worker:
@@ -765,114 +933,133 @@ class Worker:
     # -- running ---------------------------------------------------------------
 
     def run(self, ops: Sequence[Op]) -> BatchResult:
-        """Run ``ops`` in order in the child; a death comes back as ``BatchResult.crash``."""
+        """Run ``ops`` in order in the chain copy; a death comes back as ``BatchResult.crash``."""
+        return self.submit(ops).result() if ops else BatchResult()
+
+    def submit(self, ops: Sequence[Op]) -> Flight:
+        """Start ``run(ops)`` and return at once: the chain copy works while the caller
+        does its own, calling ``Flight.poll()`` now and then to keep the pipes moving.
+        One flight at a time: its ``result()`` comes before anything else of this worker."""
+        if self._flight is not None:
+            raise BadArgumentError("a batch is in flight: take its result() first")
         ops = tuple(ops)
-        if not ops:
-            return BatchResult()
         self.start()
         check_handle_refs(ops, self._registers)
         child = self._child
         assert child is not None
-        base = len(self._history)
+        flight = Flight(self, child, ops, len(self._history), child.stderr_size())
+        if not ops:
+            return flight
         self._history.extend(ops)
         self._registers += sum(1 for op in ops if type(op) is Register)
-        messages = split(ops, self.chunk)
-        results: list[OpResult] = []
-        failure: list[Any] = []
+        messages: list[tuple[Op, ...] | bytes] = list(split(ops, self.chunk))
+        replies = len(messages)  # one per batch message; ("chain",) has none
+        if not self._chain:
+            messages.insert(0, encode(("chain",)))
+            self._chain = True
+        flight.exchange = Exchange(child, messages, replies, self.timeout, flight.on_reply)
+        self._flight = flight
+        flight.poll()
+        return flight
 
-        def on_reply(message: Any) -> bool:
-            if message[0] != "ok":
-                failure.append(message)
-                return False
-            results.extend(map(to_result, message[1]))
-            return True
-
-        status = child.exchange(messages, len(messages), self.timeout, on_reply)
-        if status != "ok":
-            return BatchResult(crash=self._died(child, base, hung=status == "hang"))
-        if failure:
-            self.reset()
+    def _land(self, flight: Flight, status: _Status) -> BatchResult:
+        """``flight`` is over with ``status``: its results, or how the copy died."""
+        self._flight = None
+        child, failure, base = flight.child, flight.failure, flight.base
+        if status == "ok" and not failure:
+            return BatchResult(tuple(flight.results))
+        hung = status == "hang"
+        started = child.started()
+        code = self._copy_exit(child, failure, status)
+        running = min(max(started, base + 1), len(self._history))
+        if failure and failure[0][0] == "error":
+            self._stop()
             _, seq, text = failure[0]
             raise LibbpfError(f"worker failed on op {seq - base} of the batch: {text}")
-        return BatchResult(tuple(results))
+        event = self._crash_event(child, code, hung, flight.offset, running - 1 - base,
+                                  tuple(self._history[:running]))
+        self.reset()
+        return BatchResult(crash=event)
+
+    def _copy_exit(self, child: _Child, replies: list[Any], status: str) -> int:
+        """How the copy ended (``os.waitstatus_to_exitcode``), from the child's
+        ``("case-exit", code)`` after ``exchange`` returned ``status``; a hung copy
+        is killed first.  If the pristine child itself died or hangs, it is
+        stopped and its own exit status returned (SIGKILL for a hang)."""
+        hung = status == "hang"
+        if hung and (pid := child.case_pid()) > 0:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+        def on_reply(message: Any) -> bool:
+            replies.append(message)
+            return bool(message[0] != "case-exit")
+
+        self._chain = False
+        waited = False
+        while True:
+            for reply in replies:
+                if reply[0] == "case-exit":
+                    return int(reply[1])
+            if status == "eof" or (status == "hang" and waited):
+                break
+            status, waited = child.exchange((), 1, REAP_TIMEOUT, on_reply), True
+        self._child = None  # the pristine child is gone or stuck: a new one starts next time
+        code = child.reap(kill=True)
+        if hung or status == "hang":
+            return -signal.SIGKILL
+        return code if code is not None else 70
+
+    def _crash_event(self, child: _Child, code: int, hung: bool, offset: int, op_index: int,
+                     ops: tuple[Op, ...]) -> CrashEvent:
+        stderr = child.stderr_since(offset)
+        kind, sig, exit_code, sanitizer, message = classify(code, hung, stderr)
+        return CrashEvent(
+            kind=kind, signal=sig, exit_code=exit_code, sanitizer=sanitizer, message=message,
+            frames=stack_frames(stderr), op_index=op_index, ops=ops, stderr_tail=stderr[-4096:],
+        )
 
     def run_fresh(self, ops: Sequence[Op]) -> BatchResult:
         """Run ``ops`` from libbpf's state at start (nothing registered, ids from 1).
 
         The child forks a copy per call (about a millisecond instead of a new
-        process), so the child itself stays pristine; a child that has run
-        ``run`` batches is replaced first.  ``HandleRef`` s number the
-        ``Register`` s of ``ops`` alone.  A death of the copy is a
-        ``CrashEvent`` whose ``ops`` are those of this call up to the running one.
+        process); a running chain copy is ended first (``reset``).
+        ``HandleRef`` s number the ``Register`` s of ``ops`` alone.  A death of
+        the copy is a ``CrashEvent`` whose ``ops`` are those of this call up to
+        the running one.
         """
         ops = tuple(ops)
         if not ops:
             return BatchResult()
         check_handle_refs(ops, 0)
-        if self._history:
-            self.reset()
+        self.reset()  # settles a flight too
         self.start()
         child = self._child
         assert child is not None
         offset = child.stderr_size()
         results: list[OpResult] = []
-        failure: list[Any] = []
-        exit_code: list[int] = []
+        replies: list[Any] = []
 
         def on_reply(message: Any) -> bool:
             if message[0] == "ok":
                 results.extend(map(to_result, message[1]))
                 return True
-            if message[0] == "case-exit":
-                exit_code.append(int(message[1]))
-                return False
-            failure.append(message)
-            return True
+            replies.append(message)
+            return bool(message[0] != "case-exit")
 
         status = child.exchange((ops,), 2, self.timeout, on_reply, kind="case")
         hung = status == "hang"
-        if hung:
-            pid = child.case_pid()
-            if pid > 0:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
-            status = child.exchange((), 1, REAP_TIMEOUT, on_reply)
-        if status == "eof" or not exit_code:  # the child itself died: start over next time
-            self._child = None
-            child.reap(kill=True)
-            exit_code.append(-signal.SIGKILL if hung else 70)
-        if failure:
-            _, index, text = failure[0]
-            raise LibbpfError(f"worker failed on op {index} of the case: {text}")
-        if exit_code[0] == 0 and not hung and len(results) == len(ops):
-            return BatchResult(tuple(results))
-        stderr = child.stderr_since(offset)
-        kind, sig, code, sanitizer, message = classify(exit_code[0], hung, stderr)
-        running = min(max(child.started(), 1), len(ops))
-        return BatchResult(crash=CrashEvent(
-            kind=kind, signal=sig, exit_code=code, sanitizer=sanitizer, message=message,
-            frames=stack_frames(stderr), op_index=running - 1, ops=ops[:running],
-            stderr_tail=stderr[-4096:],
-        ))
-
-    def _died(self, child: _Child, base: int, *, hung: bool) -> CrashEvent:
-        self._child = None
         started = child.started()
-        returncode = child.reap(kill=True)
-        stderr = child.stderr_tail()
-        kind, sig, code, sanitizer, message = classify(returncode, hung, stderr)
-        running = min(max(started, base + 1), len(self._history))
-        return CrashEvent(
-            kind=kind,
-            signal=sig,
-            exit_code=code,
-            sanitizer=sanitizer,
-            message=message,
-            frames=stack_frames(stderr),
-            op_index=running - 1 - base,
-            ops=tuple(self._history[:running]),
-            stderr_tail=stderr[-4096:],
-        )
+        code = self._copy_exit(child, replies, status)
+        errors = [r for r in replies if r[0] == "error"]
+        if errors:
+            _, index, text = errors[0]
+            raise LibbpfError(f"worker failed on op {index} of the case: {text}")
+        if code == 0 and not hung and len(results) == len(ops):
+            return BatchResult(tuple(results))
+        running = min(max(started, 1), len(ops))
+        return BatchResult(crash=self._crash_event(child, code, hung, offset, running - 1,
+                                                   ops[:running]))
 
 
 if __name__ == "__main__":

@@ -121,13 +121,16 @@ class FirstMatchIndex(Generic[T]):
     lookup probes the name's candidate keys and takes the smallest rank found.
     """
 
-    __slots__ = ("_entries", "_exact", "_prefix", "_top")
+    __slots__ = ("_entries", "_exact", "_longest", "_prefix", "_top")
 
     def __init__(self) -> None:
         self._exact: dict[bytes, list[int]] = {}
         self._prefix: dict[bytes, list[int]] = {}
         self._entries: dict[int, T] = {}
         self._top: int | None = None  # the highest rank ever added
+        #: no prefix key is longer: a lookup probes only the name's prefixes up to it,
+        #: so it is linear in the name, not quadratic (many '/' in a long name)
+        self._longest = 0
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -143,6 +146,7 @@ class FirstMatchIndex(Generic[T]):
             self._exact.setdefault(keys.exact, []).append(rank)
         if keys.prefix is not None:
             self._prefix.setdefault(keys.prefix, []).append(rank)
+            self._longest = max(self._longest, len(keys.prefix))
 
     def remove(self, rank: int, pattern: bytes) -> None:
         """Drop the entry of ``rank``; the others keep their order."""
@@ -164,12 +168,13 @@ class FirstMatchIndex(Generic[T]):
             best = ranks[0]
         prefix = self._prefix
         if prefix:
-            pos = name.find(b"/")
+            longest = self._longest
+            pos = name.find(b"/", 0, longest)
             while pos >= 0:
                 ranks = prefix.get(name[: pos + 1])
                 if ranks and (best is None or ranks[0] < best):
                     best = ranks[0]
-                pos = name.find(b"/", pos + 1)
+                pos = name.find(b"/", pos + 1, longest)
         return None if best is None else self._entries[best]
 
     @classmethod

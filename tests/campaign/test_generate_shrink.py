@@ -10,7 +10,7 @@ import errno
 
 from oracle import Oracle
 from oracle.campaign.compare import Divergence, first_divergence
-from oracle.campaign.generate import CaseGenerator
+from oracle.campaign.generate import LONG_NAME, CaseGenerator
 from oracle.campaign.shrink import drop_ops, shrink
 from oracle.model import lookup
 from oracle.model.versions import profile
@@ -41,6 +41,16 @@ def test_generator_is_deterministic_and_cases_are_valid() -> None:
     assert {"Register", "Unregister", "ProgTypeByName", "AttachTypeByName"} <= kinds
     for rc in (errno.EINVAL, errno.ESRCH, errno.ENOENT, errno.EBUSY):
         assert f"rc-{rc}" in kinds
+
+
+def test_generated_names_stay_bounded() -> None:
+    # repeating a name that was itself repeated grew without bound (megabyte names)
+    gen = CaseGenerator(profile("1.7.0"), 3)
+    lengths = [len(text) for _ in range(2000) for op in gen.case(24)
+               for text in (getattr(op, "sec", None), getattr(op, "name", None))
+               if isinstance(text, bytes)]
+    assert max(lengths) <= LONG_NAME
+    assert any(length > 300 for length in lengths)  # long names are still made
 
 
 def test_drop_ops_removes_dependents_and_renumbers() -> None:

@@ -145,6 +145,43 @@ def test_big_batch_is_pipelined_in_order(worker: Worker) -> None:
     assert set(got[2::3]) == {Answer(0, (1, 0))}
 
 
+def test_reset_forks_a_new_chain_copy_not_a_new_process(worker: Worker) -> None:
+    assert answers(worker, [Register(b"a", 1, 0)]) == [Answer(1)]
+    pid = worker.pid
+    worker.reset()
+    assert answers(worker, [Register(b"a", 1, 0), ProgTypeByName(b"a")]) == [
+        Answer(1),  # ids from 1 again: the new copy starts from libbpf as loaded
+        Answer(0, (1, 0)),
+    ]
+    assert worker.pid == pid
+
+
+def test_submit_returns_at_once_and_polls_to_the_same_answers(worker: Worker) -> None:
+    ops: list[Op] = [ProgTypeByName(b"xdp"), Register(b"s", 1, 0), ProgTypeByName(b"s/x")] * 400
+    expected = answers(worker, ops[:3])
+    worker.reset()
+    flight = worker.submit(ops)
+    with pytest.raises(BadArgumentError, match="in flight"):
+        worker.submit(ops)
+    for _ in range(50):
+        flight.poll()
+    result = flight.result()
+    assert result.crash is None and len(result.results) == len(ops)
+    assert [r.answer for r in result.results[:3]] == expected
+    assert flight.result() is result  # taken once, kept
+
+
+def test_copy_death_with_batches_still_queued_keeps_the_child(worker: Worker) -> None:
+    worker.start()
+    pid = worker.pid
+    # thousands of ops after the crash: several messages are queued when the copy dies
+    event = crash_of(worker, [Fault("null_out"), *[ProgTypeByName(b"xdp")] * 5000])
+    assert event.op_index == 0
+    # the child skipped what was meant for the dead copy; the next copy answers in step
+    assert answers(worker, [ProgTypeByName(b"xdp")] * 3) == [Answer(0, (6, 37))] * 3
+    assert worker.pid == pid
+
+
 def test_split_sizes() -> None:
     ops = tuple(ProgTypeByName(b"x") for _ in range(1000))
     sizes = [len(p) for p in split(ops, 256)]
@@ -169,12 +206,12 @@ def test_null_out_fault_is_a_crash_and_the_worker_recovers(target: Target, worke
         assert event.exit_code == 1 and event.sanitizer == "null-pointer-use"
         assert event.frames[0].startswith("libbpf_prog_type_by_name libbpf.c:")
         assert "store to null pointer" in (event.message or "")
-    # a fresh process: empty registry, HandleRefs numbered from 0 again
+    # a fresh copy of the pristine child: empty registry, HandleRefs numbered from 0 again
     assert answers(worker, [Register(b"x", 1, 0), ProgTypeByName(b"x")]) == [
         Answer(1),
         Answer(0, (1, 0)),
     ]
-    assert worker.pid != first_pid
+    assert worker.pid == first_pid  # recovered by a fork, not a new process
 
 
 def test_abort_fault(target: Target, worker: Worker) -> None:

@@ -87,3 +87,21 @@ def test_ranks_must_increase() -> None:
     index.add(5, b"a", "x")
     with pytest.raises(ValueError):
         index.add(5, b"b", "y")
+
+
+def test_long_names_probe_only_prefixes_as_long_as_a_key() -> None:
+    # names with thousands of '/' beyond the longest prefix key: the lookup stops probing
+    # there (it was quadratic in the name's length) and answers as the reference does
+    patterns = [b"a/b/", b"a+", b"x/", b"a/b/y/"]
+    index = FirstMatchIndex.of([(p, p) for p in patterns])
+    tail = b"/y" * 5000
+    names = [b"a/b/" + tail, b"a/c" + tail, b"a" + tail, b"x" + tail, b"a/b" + tail, b"b" + tail]
+
+    def reference(name: bytes) -> bytes | None:
+        return next((p for p in patterns if pattern_matches(p, name)), None)
+
+    assert [index.first(n) for n in names] == [reference(n) for n in names]
+    assert index.first(b"a/b/" + tail) == b"a/b/"
+    index.remove(0, b"a/b/")
+    patterns.remove(b"a/b/")
+    assert [index.first(n) for n in names] == [reference(n) for n in names]
