@@ -24,6 +24,7 @@ Rules:
   ``diverges``, else 0.
 - Record ``i`` (0-based) of a trace is on line ``i + 2`` (line 1 is the
   header; the reader refuses blank lines), so a difference names both.
+- A difference is a ``compare.Divergence`` (text: ``describe``); ops never run are ``crash``.
 - At most ``MAX_REPORTED`` differences per trace are kept; all are counted.
 """
 
@@ -42,17 +43,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Literal
 
+from oracle.campaign.compare import Divergence
 from oracle.errors import OracleError, TraceError
 from oracle.model.oracle import Oracle
 from oracle.ops import (
     Answer,
     AttachTypeByName,
     Callback,
-    CallbackCall,
     HandleRef,
     HandlerOpts,
     Op,
-    OutValue,
     ProgTypeByName,
     Register,
     Unregister,
@@ -64,7 +64,6 @@ from oracle.traces import (
     TraceReader,
     encode_answer,
     encode_op,
-    rc_text,
     read_trace,
     write_trace,
 )
@@ -81,23 +80,14 @@ Status = Literal["conforms", "diverges", "error"]
 # results
 
 
-@dataclass(frozen=True, slots=True)
-class Divergence:
-    """Record ``index`` (on file line ``index + 2``): recorded vs replayed answer."""
+def record_line(index: int) -> int:
+    """The file line of record ``index`` (see module rules)."""
+    return index + 2
 
-    index: int
-    op: Op
-    expected: Answer
-    actual: Answer | None  # None: the op never ran (the live libbpf died first)
 
-    @property
-    def line(self) -> int:
-        return self.index + 2
-
-    def describe(self) -> str:
-        return f"op {self.index} (line {self.line}) {op_text(self.op)}: " + "; ".join(
-            answer_diff(self.expected, self.actual)
-        )
+def describe(d: Divergence) -> str:
+    """``op I (line L) <op>: <fact>; <fact>...`` (``Divergence.facts``)."""
+    return f"op {d.index} (line {record_line(d.index)}) {op_text(d.op)}: " + "; ".join(d.facts())
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,9 +123,9 @@ class TraceResult:
             "checked": self.checked,
             "divergence_count": self.divergence_count,
             "divergences": [
-                {"index": d.index, "line": d.line, "op": encode_op(d.op),
+                {"index": d.index, "line": record_line(d.index), "op": encode_op(d.op),
                  "expected": _answer_json(d.expected), "actual": _answer_json(d.actual),
-                 "text": d.describe()}
+                 "text": describe(d)}
                 for d in self.divergences
             ],
             "ops_per_s": round(self.ops_per_s),
@@ -156,10 +146,8 @@ class ReplayResult:
         return 1 if "diverges" in statuses else 0
 
 
-def _answer_json(answer: Answer | None) -> dict[str, Any] | None:
+def _answer_json(answer: Answer) -> dict[str, Any]:
     """The answer as a trace writes it (``rc`` a number here, for scripts)."""
-    if answer is None:
-        return None
     return encode_answer(answer) | {"rc": answer.rc}
 
 
@@ -168,45 +156,6 @@ def op_text(op: Op, limit: int = 240) -> str:
     encoded = encode_op(op)
     text = f"{encoded['op']} {json.dumps(encoded['args'], separators=(',', ':'))}"
     return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _out_text(value: OutValue) -> str:
-    if value is None:
-        return "untouched"
-    if isinstance(value, bytes):
-        return json.dumps(value.decode("latin-1"))
-    return str(value)
-
-
-def call_text(call: CallbackCall | None) -> str:
-    """``prog_setup_fn of h0 on "abc1" (SEC "abc") cookie 1 returned 0``, ``none``."""
-    if call is None:
-        return "none"
-    return (f"{call.callback} of h{call.registration} on {_out_text(call.program)}"
-            f" (SEC {_out_text(call.section)}) cookie {call.cookie} returned {call.ret}")
-
-
-def answer_diff(expected: Answer, actual: Answer | None) -> list[str]:
-    """One ``"what expected X, got Y"`` per differing fact."""
-    if actual is None:
-        return [f"rc expected {rc_text(expected.rc)}, got nothing (not run)"]
-    facts = []
-    if expected.rc != actual.rc:
-        facts.append(f"rc expected {rc_text(expected.rc)}, got {rc_text(actual.rc)}")
-    for i, (e, a) in enumerate(zip(expected.out, actual.out, strict=False)):
-        if e != a:
-            facts.append(f"out[{i}] expected {_out_text(e)}, got {_out_text(a)}")
-    if len(expected.out) != len(actual.out):
-        facts.append(f"out expected {len(expected.out)} values, got {len(actual.out)}")
-    if len(expected.calls) != len(actual.calls):
-        facts.append(f"callback calls expected {len(expected.calls)},"
-                     f" got {len(actual.calls)}")
-    for i in range(max(len(expected.calls), len(actual.calls))):
-        want = expected.calls[i] if i < len(expected.calls) else None
-        got = actual.calls[i] if i < len(actual.calls) else None
-        if want != got:
-            facts.append(f"call {i} expected {call_text(want)}, got {call_text(got)}")
-    return facts
 
 
 # ---------------------------------------------------------------------------
@@ -238,7 +187,7 @@ def replay_on_oracle(path: str, version: str | None = None, *, bpf: bool = True)
                 try:
                     answer = apply(record.op)
                 except OracleError as exc:
-                    raise TraceError(f"{path}: line {count + 2}: op {count}: the oracle"
+                    raise TraceError(f"{path}: line {record_line(count)}: op {count}: the oracle"
                                      f" cannot run it: {exc}") from None
                 expected = record.answer
                 if expected is not None:
@@ -290,10 +239,9 @@ def _replay_live(worker: Worker, path: str, target: TargetLike) -> TraceResult:
     seconds = time.perf_counter() - start
     found: list[Divergence] = []
     checked = differing = 0
-    for index, record in enumerate(records):
-        actual = answers[index] if index < len(answers) else None
-        if record.answer is None or (actual is None and crash is None):
-            continue
+    for index, (record, actual) in enumerate(zip(records, answers, strict=False)):
+        if record.answer is None:
+            continue  # answers stop short of records only where the live libbpf died
         checked += 1
         if actual != record.answer:
             differing += 1
@@ -311,7 +259,8 @@ def _run_batches(worker: Worker, ops: list[Op]) -> tuple[list[Answer], str | Non
             event = batch.crash
             where = first + event.op_index
             what = event.sanitizer or event.message or event.kind
-            return answers, f"libbpf {event.kind} on op {where} (line {where + 2}): {what}"
+            return answers, (f"libbpf {event.kind} on op {where} (line {record_line(where)}):"
+                             f" {what}")
         answers.extend(r.answer for r in batch.results)
     return answers, None
 
@@ -403,7 +352,7 @@ def text_report(trace: TraceResult) -> str:
              f" ({counts})"]
     if trace.crash:
         lines.append(f"  {trace.crash}")
-    lines += [f"  {d.describe()}" for d in trace.divergences]
+    lines += [f"  {describe(d)}" for d in trace.divergences]
     if trace.divergence_count > len(trace.divergences):
         lines.append(f"  ... and {trace.divergence_count - len(trace.divergences)} more")
     return "\n".join(lines)
@@ -426,5 +375,6 @@ def register(sub: Any) -> None:
 
 
 __all__: Sequence[str] = [
-    "Divergence", "ReplayResult", "TraceResult", "bench_replay", "register", "replay",
+    "ReplayResult", "TraceResult", "bench_replay", "describe", "record_line", "register",
+    "replay",
 ]

@@ -8,22 +8,23 @@ Rules:
   where a field is ``rc``, ``out<N>`` or ``calls`` and a class is ``ok`` (0),
   ``id`` (> 0), an errno name (< 0), ``untouched`` or ``set`` (out-parameters),
   or for calls their counts or the first differing field (``calls_class``).
+- ``Divergence`` is the one difference type (also ``oracle.replay``); ``facts()`` lists each.
 """
 
 from __future__ import annotations
 
-import errno
+import json
 import signal
 from dataclasses import dataclass
 
-from oracle.ops import OP_NAMES, Answer, CallbackCall, Op
+from oracle.ops import OP_NAMES, Answer, CallbackCall, Op, OutValue
+from oracle.traces import encode_rc, rc_text
 
 
 def errno_name(rc: int) -> str:
-    """``-22`` -> ``-EINVAL``; other values as digits."""
-    if rc < 0 and -rc in errno.errorcode:
-        return "-" + errno.errorcode[-rc]
-    return str(rc)
+    """``-22`` -> ``-EINVAL`` (the names traces write, ``oracle.traces.encode_rc``);
+    other values as digits."""
+    return str(encode_rc(rc))
 
 
 def rc_class(rc: int) -> str:
@@ -75,6 +76,44 @@ class Divergence:
     def describe(self) -> str:
         return (f"op {self.index} {OP_NAMES[type(self.op)]}: expected {show(self.expected)},"
                 f" libbpf gave {show(self.actual)}")
+
+    def facts(self) -> list[str]:
+        """One ``"<what> expected X, got Y"`` per differing fact: rc, each out-parameter,
+        the number of out-parameters and of callback calls, each callback call."""
+        expected, actual = self.expected, self.actual
+        facts = []
+        if expected.rc != actual.rc:
+            facts.append(f"rc expected {rc_text(expected.rc)}, got {rc_text(actual.rc)}")
+        for i, (e, a) in enumerate(zip(expected.out, actual.out, strict=False)):
+            if e != a:
+                facts.append(f"out[{i}] expected {_out_text(e)}, got {_out_text(a)}")
+        if len(expected.out) != len(actual.out):
+            facts.append(f"out expected {len(expected.out)} values, got {len(actual.out)}")
+        if len(expected.calls) != len(actual.calls):
+            facts.append(f"callback calls expected {len(expected.calls)},"
+                         f" got {len(actual.calls)}")
+        for i in range(max(len(expected.calls), len(actual.calls))):
+            want = expected.calls[i] if i < len(expected.calls) else None
+            got = actual.calls[i] if i < len(actual.calls) else None
+            if want != got:
+                facts.append(f"call {i} expected {_call_text(want)}, got {_call_text(got)}")
+        return facts
+
+
+def _out_text(value: OutValue) -> str:
+    if value is None:
+        return "untouched"
+    if isinstance(value, bytes):
+        return json.dumps(value.decode("latin-1"))
+    return str(value)
+
+
+def _call_text(call: CallbackCall | None) -> str:
+    """``prog_setup_fn of h0 on "abc1" (SEC "abc") cookie 1 returned 0``, ``none``."""
+    if call is None:
+        return "none"
+    return (f"{call.callback} of h{call.registration} on {_out_text(call.program)}"
+            f" (SEC {_out_text(call.section)}) cookie {call.cookie} returned {call.ret}")
 
 
 def calls_class(expected: tuple[CallbackCall, ...], actual: tuple[CallbackCall, ...]) -> str:

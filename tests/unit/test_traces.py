@@ -51,8 +51,10 @@ from oracle.replay import (
     ReplayResult,
     TraceResult,
     bench_replay,
+    describe,
     lifecycle_demo_ops,
     op_text,
+    record_line,
     register,
     replay,
     text_report,
@@ -652,7 +654,7 @@ def test_libbpfs_answers_to_d13_d14_diverge_on_the_oracle(tmp_path: Path) -> Non
     assert diverging == {case_id for case_id, _, _ in LIFECYCLE_CASES} == set(MODEL_ANSWERS)
     d13 = next(t for t in result.traces if t.path.endswith("D13.jsonl"))
     assert [d.index for d in d13.divergences] == [3, 4]
-    assert d13.divergences[0].describe() == (
+    assert describe(d13.divergences[0]) == (
         'op 3 (line 5) load {"obj":"obj0"}: callback calls expected 0, got 1;'
         ' call 0 expected none, got prog_prepare_load_fn of h0 on "prog0" (SEC "unclaimed")'
         " cookie 10 returned 0")
@@ -679,7 +681,7 @@ def test_a_trace_recorded_without_bpf_needs_no_bpf(tmp_path: Path) -> None:
     assert replay([path], bpf=False).exit_code == 0
     (trace,) = replay([path]).traces
     assert trace.status == "diverges"
-    assert trace.divergences[0].describe().startswith(
+    assert describe(trace.divergences[0]).startswith(
         'op 14 (line 16) load {"obj":"obj0"}: rc expected -ENOSYS (-38), got 0;'
         " callback calls expected 0, got 3;")
 
@@ -694,7 +696,7 @@ def test_tampered_lifecycle_answers_are_reported(tmp_path: Path) -> None:
     records[8] = Record(records[8].op, Answer(0, (b"custom9", *info.out[1:])))
     path = write_trace(tmp_path / "tampered.jsonl", HEADER, records)
     (trace,) = replay([path], version="1.1.2").traces
-    assert [d.describe() for d in trace.divergences] == [
+    assert [describe(d) for d in trace.divergences] == [
         "op 5 (line 7) " + op_text(records[5].op) + ': call 1 expected prog_setup_fn of h1 on'
         ' "abc2" (SEC "abc/whatever") cookie 99 returned 0, got prog_setup_fn of h1 on "abc2"'
         ' (SEC "abc/whatever") cookie 2 returned 0',
@@ -728,10 +730,44 @@ def test_tampered_answer_is_reported(tmp_path: Path) -> None:
     assert result.exit_code == 1 and trace.status == "diverges"
     assert trace.divergence_count == 1
     (d,) = trace.divergences
-    assert (d.index, d.line) == (1, 3)
-    assert d.describe() == (
+    assert (d.index, record_line(d.index)) == (1, 3)
+    assert describe(d) == (
         'op 1 (line 3) prog_type_by_name {"name":"abc/x"}: rc expected 0, got -ESRCH (-3);'
         " out[0] expected 2, got untouched; out[1] expected 0, got untouched")
+
+
+def test_ops_a_dead_libbpf_never_ran_are_no_divergences(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only answered ops are compared; the crash (op and line) says where the rest stopped."""
+    from oracle import replay as replay_module
+    from oracle.libbpf.worker import BatchResult, CrashEvent, OpResult
+
+    path = tampered(tmp_path)
+    batches: list[BatchResult] = [
+        BatchResult((OpResult(Answer(1)), OpResult(Answer(-errno.ESRCH, (None, None))))),
+        BatchResult(crash=CrashEvent("crash", 11, None, "SEGV", None, (), 0, (), "")),
+    ]
+
+    class DeadWorker:
+        def reset(self) -> None:
+            pass
+
+        def run(self, ops: list[Op]) -> BatchResult:
+            return batches.pop(0)
+
+    class Target:
+        path = Path("/libbpf.so")
+
+    monkeypatch.setattr(replay_module, "BATCH", 2)
+    trace = replay_module._replay_live(DeadWorker(), str(path), Target())
+    assert (trace.status, trace.ops, trace.checked, trace.divergence_count) == (
+        "diverges", 2, 2, 1)
+    assert trace.crash == "libbpf crash on op 2 (line 4): SEGV"
+    assert [describe(d) for d in trace.divergences] == [
+        'op 1 (line 3) prog_type_by_name {"name":"abc/x"}: rc expected 0, got -ESRCH (-3);'
+        " out[0] expected 2, got untouched; out[1] expected 0, got untouched"]
+    assert [d["line"] for d in trace.to_json()["divergences"]] == [3]
 
 
 def test_version_override(tmp_path: Path) -> None:
