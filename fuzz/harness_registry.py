@@ -14,7 +14,7 @@ with ``--`` and keeps them when it relaunches the fuzzer (``-fork``, ``-jobs``,
 Rules (per input, ``Harness.one_input``):
 - decode the bytes into ops (``fuzz.decode``), keep what ``fuzz.checks.admissible``
   allows, compute the oracle's answers, then run the ops on libbpf with a
-  fresh ``Session`` (``oracle.libbpf.worker.execute``) and compare answer by
+  fresh ``Session`` (``oracle.libbpf.child.execute``) and compare answer by
   answer; the first difference raises ``FuzzDivergence`` whose message starts
   with the divergence signature (libFuzzer saves the input as ``crash-*``).
 - libbpf's registry is process-global, so after each input the harness closes
@@ -48,7 +48,8 @@ from fuzz.decode import decode
 from oracle.campaign.compare import first_divergence
 from oracle.campaign.runner import ANCHOR
 from oracle.libbpf.binding import Libbpf, ffi
-from oracle.libbpf.worker import Session, execute, merge_options
+from oracle.libbpf.child import Session, execute
+from oracle.libbpf.worker import merge_options
 from oracle.model.objects import NotModelledError
 from oracle.model.oracle import Oracle
 from oracle.model.registry import RegisterCall

@@ -6,7 +6,7 @@ Rules:
   case per batch, everything a real run does.
 - The libbpf-alone side is the same chained op stream (the cases rebased and
   followed by their cleanup ops, exactly what the campaign's worker runs)
-  executed by ``worker.run_inprocess`` in a child process started with the
+  executed by ``child.run_inprocess`` in a child process started with the
   target's environment: no oracle, no comparison, no process isolation, and
   libbpf's log off on both sides (the chained worker runs ``log=False``).
 - The cases avoid documented libbpf bugs (``avoid_known``): a crash would end
@@ -29,7 +29,8 @@ from typing import Any
 from oracle.campaign.check import CheckConfig, Environment, MixedCases, needs_anchor, run_job
 from oracle.campaign.runner import Chain
 from oracle.errors import OracleError
-from oracle.libbpf.worker import Worker, child_env, run_inprocess
+from oracle.libbpf.child import run_inprocess
+from oracle.libbpf.worker import Worker, child_env
 from oracle.ops import Op
 
 
@@ -43,7 +44,7 @@ def chained_ops(env: Environment, config: CheckConfig, cases: int) -> list[Op]:
 
 def time_inprocess(path: str, ops_file: str, batch: int) -> float:
     from oracle.libbpf.binding import Libbpf
-    from oracle.libbpf.worker import Session
+    from oracle.libbpf.child import Session
 
     ops: list[Op] = pickle.loads(Path(ops_file).read_bytes())
     session = Session(Libbpf(path, log=False))  # as the campaign's chained worker runs it

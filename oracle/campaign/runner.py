@@ -31,7 +31,8 @@ from dataclasses import dataclass
 from typing import Final
 
 from oracle.campaign.compare import Divergence, first_divergence, signal_name
-from oracle.libbpf.worker import BatchResult, CrashEvent, Flight, OpResult, Worker
+from oracle.libbpf.results import OpResult
+from oracle.libbpf.worker import BatchResult, CrashEvent, Flight, Worker
 from oracle.model.objects import NotModelledError
 from oracle.model.oracle import Oracle
 from oracle.ops import (

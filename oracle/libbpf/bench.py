@@ -28,7 +28,8 @@ import tempfile
 import time
 from typing import Any, Final
 
-from oracle.libbpf.worker import TargetLike, Worker, child_env, run_inprocess
+from oracle.libbpf.child import run_inprocess
+from oracle.libbpf.worker import TargetLike, Worker, child_env
 from oracle.ops import (
     AttachTypeByName,
     HandleRef,
@@ -84,7 +85,7 @@ def time_worker(target: TargetLike, ops: list[Op], batch: int) -> tuple[float, f
 def time_inprocess(path: str, n_ops: int, batch: int) -> float:
     """Seconds for ``bench_ops(n_ops)`` through ``run_inprocess`` in this process."""
     from oracle.libbpf.binding import Libbpf
-    from oracle.libbpf.worker import Session
+    from oracle.libbpf.child import Session
 
     session = Session(Libbpf(path))
     parts = chunks(bench_ops(n_ops), batch)

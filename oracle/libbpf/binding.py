@@ -6,7 +6,7 @@ Rules and invariants:
   ``oracle.libbpf.bench.bench_call_modes``, per ``libbpf_prog_type_by_name(
   "kprobe/foo")`` call: ABI ~310 ns, API mode (a compiled shim that dlopen()s
   the chosen .so and calls through pointers) ~190 ns.  One op through
-  ``worker.execute`` costs ~1.25 us and ~2.5 us with its ``OpResult``, so the
+  ``child.execute`` costs ~1.25 us and ~2.5 us with its ``OpResult``, so the
   ~120 ns difference is about 5% of an op: not worth a C compiler at run time.
 - x86-64 / LP64 only: the declarations are written by hand for that ABI
   (``size_t``/``long`` 8 bytes, enums as ``unsigned int``) and the print

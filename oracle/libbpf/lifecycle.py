@@ -1,6 +1,6 @@
-"""The object lifecycle ops on real libbpf: ``Open`` .. ``Close`` for ``worker.DISPATCH``.
+"""The object lifecycle ops on real libbpf: ``Open`` .. ``Close`` for ``child.DISPATCH``.
 
-Each function is ``(session, op) -> (rc, out)`` like the worker's own; the
+Each function is ``(session, op) -> (rc, out)`` like the child's own; the
 callback calls libbpf makes meanwhile are recorded by the binding
 (``Libbpf.calls``).
 
@@ -51,7 +51,7 @@ from oracle.ops import (
 )
 
 if TYPE_CHECKING:
-    from oracle.libbpf.worker import Session
+    from oracle.libbpf.child import Session
 
 Result = tuple[int, tuple[OutValue, ...]]
 
@@ -178,7 +178,7 @@ def close(session: Session, op: Close) -> Result:
     return 0, ()
 
 
-#: the entries ``worker.DISPATCH`` takes from this module
+#: the entries ``child.DISPATCH`` takes from this module
 DISPATCH: Final[dict[type, Callable[[Session, Any], Result]]] = {
     Open: open_object,
     ProgInfo: prog_info,

@@ -1,21 +1,6 @@
 """Run ops against a real libbpf in a child process that may crash, hang or exit.
 
 Rules and invariants:
-- One child process loads one libbpf ``.so`` (``Libbpf``) and stays
-  *pristine*: it never runs an op itself.  Every op runs in a forked copy of
-  it, so every copy starts from libbpf as loaded (empty registry, handler ids
-  from 1, the print callback set) -- the state of a brand-new process, at fork
-  cost (~2 ms; ~6 ms with ASan) instead of a new process (~85 ms).  The parent
-  (``Worker``) never loads the library; it survives every way a copy or the
-  child can die.
-- Two kinds of copy.  A *chain* copy serves ``Worker.run`` / ``submit``
-  batches until ``reset()`` ends it or it dies; the next batch forks a new
-  one.  A *case* copy runs one ``Worker.run_fresh`` case and exits.  Only one
-  copy lives at a time.  When a copy ends, the child reports how
-  (``("case-exit", code)``, ``code`` as ``os.waitstatus_to_exitcode`` gives
-  it); the child reaps its copies, the parent reaps the child.
-- ``execute(session, op)`` is the one op-execution function; the copies and
-  ``run_inprocess`` (benchmarks, tests) all call it.
 - ``HandleRef(n)`` in ``Unregister`` means: the value returned by the n-th
   (0-based) ``Register`` executed by this chain copy since it began, counting
   every ``Register`` of every batch, failed ones (negative rc) included.  A
@@ -23,19 +8,6 @@ Rules and invariants:
   again at 0.  ``Worker.run`` refuses (``BadArgumentError``) a batch that
   names a registration that has not happened, before sending anything.
   ``run_inprocess(lib, ops)`` numbers the Registers of ``ops`` alone.
-- Wire: each message is a 4-byte little-endian length followed by a pickle.
-  Parent -> child: ``("chain",)``, ``("batch", ops)``, ``("end",)``,
-  ``("case", ops)``, ``("quit",)``.  Child -> parent: ``("ready", version)``,
-  ``("ok", raw_results)``, ``("error", seq, text)`` (``seq``: the failing
-  op's 0-based number in the copy), ``("case-exit", code)``.  Ops travel as
-  the ``oracle.ops`` dataclasses; a private pickle dispatch table
-  (``WIRE_TABLE``, not copyreg's global one) pickles them as ``cls(*fields)``,
-  3-4x cheaper than the default slots state and still validated by
-  ``__init__``.  The protocol uses the child's stdin/stdout, which the child
-  moves to private fds at start; its fd 1 then points at its stderr file so
-  that stray output cannot corrupt the protocol.  The child reads its pipe
-  unbuffered (``read_exactly``): a copy reads the same pipe, and no byte may
-  sit in a buffer of the child that a copy has already consumed.
 - Pipelining: ``run`` cuts its ops into several messages (``split``: small
   first and last, up to ``chunk`` ops between) and writes them without
   blocking while it reads and decodes earlier replies (``Exchange``), so both
@@ -46,112 +18,65 @@ Rules and invariants:
   in order either way.  Messages still queued when a copy dies reach the
   child, which skips them; a message whose writing began is always written
   whole, so the pipe never holds half a message.
-- Progress: before each op the copy stores "ops started since the copy
-  began" (int64, little-endian) into a shared 16-byte file mapping, and its
-  pid at offset 8; after a death the parent reads the count to name the exact
-  op (``CrashEvent.op_index``); a death between ops (decoding, replying) names
-  the last op started.
 - A hang is "no reply and no progress for ``timeout`` seconds": the deadline is
   pushed back whenever the progress counter moves, so ``timeout`` bounds one op,
   not a batch.  A hung copy is SIGKILLed (by the pid in the progress file); a
   child that does not then report the copy's end is SIGKILLed too.
-- Every death becomes a ``CrashEvent``: ``hang``; ``crash`` when a signal
-  killed the copy or a sanitizer report is in what it wrote to stderr;
-  ``exit`` otherwise.  A batch that dies yields no answers
+- Every death becomes a ``CrashEvent`` (``hang``, ``crash`` or ``exit``: see
+  ``oracle.libbpf.reports``).  A batch that dies yields no answers
   (``BatchResult.results == ()``); the prefix ``event.ops[:-1]`` replays
   deterministically on a fresh copy.
 - Hygiene: a dead or stopped child is always ``wait()``ed and its pipes
   closed; the temp dir with the stderr and progress files is removed by
   ``close()``.  The child and its copy exit on EOF, so they cannot outlive a
   killed parent for long.
+
+The other jobs live beside it: ``oracle.libbpf.child`` (the child and its copies),
+``oracle.libbpf.wire`` (the wire format), ``oracle.libbpf.reports`` (reading a
+dead process's stderr) and ``oracle.libbpf.results`` (``OpResult``, shared by both sides).
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import functools
-import gc
-import io
 import mmap
-import operator
 import os
 import pickle
-import re
 import select
 import shutil
 import signal
-import struct
 import subprocess
 import sys
 import tempfile
 import time
 import weakref
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Final, Literal, Protocol, TypeAlias
 
-from oracle.bpfelf import ObjectSpec, Program
 from oracle.errors import BadArgumentError, LibbpfError
-from oracle.libbpf import lifecycle
-from oracle.libbpf.binding import Libbpf, LogLine
-from oracle.model.objects import LIFECYCLE_OPS
-from oracle.ops import (
-    Answer,
-    AttachTypeByName,
-    Callback,
-    CallbackCall,
-    Fault,
-    HandleRef,
-    HandlerOpts,
-    ObjRef,
-    Op,
-    OutValue,
-    ProgTypeByName,
-    Register,
-    Unregister,
-    resolve_handler,
-)
+from oracle.libbpf.child import CASE_PID_OFFSET, PROGRESS, PROGRESS_FILE_SIZE
+from oracle.libbpf.reports import CrashKind, classify, stack_frames
+from oracle.libbpf.results import OpResult, to_result
+from oracle.libbpf.wire import HEADER, READ_SIZE, encode, split
+from oracle.ops import HandleRef, Op, Register, Unregister
 
-HEADER: Final = struct.Struct("<I")
-PROGRESS: Final = struct.Struct("<q")
-#: the progress file: ops started (offset 0) and the pid running a fresh case (offset 8)
-PROGRESS_FILE_SIZE: Final = 16
-CASE_PID_OFFSET: Final = 8
-PICKLE_PROTOCOL: Final = 5
 SYMBOLIZER: Final = Path("/usr/lib/llvm-14/bin/llvm-symbolizer")
 STDERR_TAIL_BYTES: Final = 64 * 1024
-MAX_FRAMES: Final = 16
 DEFAULT_TIMEOUT: Final = 10.0
 START_TIMEOUT: Final = 60.0
 REAP_TIMEOUT: Final = 30.0
-HANG_SLEEP: Final = 3600.0
 HANG_CHECKS: Final = 4
 #: ops per wire message; a run is cut into several so that both processes work at once
 PIPELINE_CHUNK: Final = 256
-FIRST_CHUNK: Final = 16
-READ_SIZE: Final = 64 * 1024  # a pipe's capacity; larger reads make malloc mmap() each time
 
-#: (rc, out, log, calls): what ``execute`` returns and the child sends back
-RawResult: TypeAlias = tuple[
-    int, tuple[OutValue, ...], tuple[LogLine, ...], tuple[CallbackCall, ...]
-]
-CrashKind: TypeAlias = Literal["crash", "hang", "exit"]
 _Status: TypeAlias = Literal["ok", "eof", "hang"]
 
 
 # ---------------------------------------------------------------------------
 # results
-
-
-@dataclass(frozen=True, slots=True)
-class OpResult:
-    """libbpf's answer to one op (callback calls included), with the log lines it caused."""
-
-    answer: Answer
-    log: tuple[LogLine, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,352 +100,6 @@ class BatchResult:
 
     results: tuple[OpResult, ...] = ()
     crash: CrashEvent | None = None
-
-
-def to_result(raw: RawResult) -> OpResult:
-    """An ``OpResult`` from ``execute``'s raw tuple."""
-    return OpResult(Answer(raw[0], raw[1], raw[3]), raw[2])
-
-
-# ---------------------------------------------------------------------------
-# executing ops (shared by the child and run_inprocess)
-
-
-@dataclass
-class Session:
-    """One process's libbpf and the ``Register`` results that ``HandleRef`` resolves against."""
-
-    lib: Libbpf
-    register_results: list[int] = field(default_factory=list)
-    #: per ``Open``: (bpf_object, its programs), None once failed or closed (lifecycle.py)
-    objects: list[tuple[Any, list[Any]] | None] = field(default_factory=list)
-
-
-def _register(session: Session, op: Register) -> tuple[int, tuple[int | None, ...]]:
-    index = len(session.register_results)
-    rc = session.lib.register(op.sec, op.prog_type, op.exp_attach_type, op.opts, index)
-    session.register_results.append(rc)
-    return rc, ()
-
-
-def _unregister(session: Session, op: Unregister) -> tuple[int, tuple[int | None, ...]]:
-    return session.lib.unregister(resolve_handler(op, session.register_results)), ()
-
-
-def _prog_type(session: Session, op: ProgTypeByName) -> tuple[int, tuple[int | None, ...]]:
-    return session.lib.prog_type_by_name(op.name)
-
-
-def _attach_type(session: Session, op: AttachTypeByName) -> tuple[int, tuple[int | None, ...]]:
-    return session.lib.attach_type_by_name(op.name)
-
-
-def _fault(session: Session, op: Fault) -> tuple[int, tuple[int | None, ...]]:
-    if op.kind == "null_out":
-        return session.lib.prog_type_by_name_null_outs(op.name), ()
-    if op.kind == "abort":
-        session.lib.abort()
-    elif op.kind == "hang":
-        while True:
-            time.sleep(HANG_SLEEP)
-    raise BadArgumentError(f"unknown fault kind {op.kind!r}")
-
-
-DISPATCH: Final[dict[type, Callable[[Session, Any], tuple[int, tuple[OutValue, ...]]]]] = {
-    Register: _register,
-    Unregister: _unregister,
-    ProgTypeByName: _prog_type,
-    AttachTypeByName: _attach_type,
-    Fault: _fault,
-    **lifecycle.DISPATCH,
-}
-
-
-def execute(session: Session, op: Op) -> RawResult:
-    """Run one op against ``session.lib``; capture its log lines and callback calls."""
-    lib = session.lib
-    lib.log.clear()
-    lib.calls.clear()
-    rc, out = DISPATCH[type(op)](session, op)
-    return rc, out, tuple(lib.log), tuple(lib.calls)
-
-
-def run_inprocess(lib: Libbpf | Session, ops: Sequence[Op]) -> list[OpResult]:
-    """Run ``ops`` in this process (no crash protection); a ``Libbpf`` gets a fresh Session."""
-    session = lib if isinstance(lib, Session) else Session(lib)
-    return [to_result(execute(session, op)) for op in ops]
-
-
-# ---------------------------------------------------------------------------
-# framing
-
-
-def _reducer(cls: type) -> Callable[[Any], tuple[type, tuple[Any, ...]]]:
-    """Pickle ``cls`` as ``cls(*fields)``: 3-4x faster than the dataclass slots state."""
-    names = [f.name for f in dataclasses.fields(cls)]
-    if len(names) == 1:
-        one = operator.attrgetter(names[0])
-        return lambda obj: (cls, (one(obj),))
-    many = operator.attrgetter(*names)
-    return lambda obj: (cls, many(obj))
-
-
-#: a private dispatch table (not copyreg's global one) for the wire's dataclasses
-WIRE_TABLE: Final = {
-    cls: _reducer(cls)
-    for cls in (
-        Register,
-        Unregister,
-        ProgTypeByName,
-        AttachTypeByName,
-        Fault,
-        HandlerOpts,
-        Callback,
-        HandleRef,
-        LogLine,
-        CallbackCall,
-        *LIFECYCLE_OPS,
-        ObjRef,
-        ObjectSpec,
-        Program,
-    )
-}
-
-
-def encode(message: object) -> bytes:
-    """A length-prefixed pickle; the wire's dataclasses are rebuilt through their ``__init__``."""
-    buffer = io.BytesIO()
-    buffer.write(bytes(HEADER.size))
-    pickler = pickle.Pickler(buffer, protocol=PICKLE_PROTOCOL)
-    pickler.dispatch_table = WIRE_TABLE
-    pickler.dump(message)
-    data = buffer.getbuffer()
-    HEADER.pack_into(data, 0, len(data) - HEADER.size)
-    return bytes(data)
-
-
-def read_exactly(fd: int, size: int) -> bytes | None:
-    """``size`` bytes from ``fd``, or ``None`` at EOF.
-
-    Unbuffered on purpose: a forked copy reads from the same pipe, so nothing
-    may sit in a user-space buffer that the copy consumes and this process
-    would read again after the copy has gone.
-    """
-    parts: list[bytes] = []
-    while size:
-        chunk = os.read(fd, min(size, READ_SIZE))
-        if not chunk:
-            return None
-        parts.append(chunk)
-        size -= len(chunk)
-    return b"".join(parts)
-
-
-def read_message(fd: int) -> Any:
-    """The next message from a blocking fd, or ``None`` at EOF."""
-    header = read_exactly(fd, HEADER.size)
-    if header is None:
-        return None
-    payload = read_exactly(fd, HEADER.unpack(header)[0])
-    return None if payload is None else pickle.loads(payload)
-
-
-def split(ops: tuple[Op, ...], cap: int, first: int = FIRST_CHUNK) -> list[tuple[Op, ...]]:
-    """``ops`` cut into wire messages: small at both ends, up to ``cap`` in the middle.
-
-    A small first message gets the child working early; a small last one
-    leaves the parent little to decode after the child has finished.
-    """
-    front: list[int] = []
-    back: list[int] = []
-    size, remaining = max(1, min(first, cap)), len(ops)
-    while remaining > 0:
-        for side in (front, back):
-            take = min(size, remaining)
-            if take:
-                side.append(take)
-                remaining -= take
-        size = min(size * 2, cap)
-    pieces: list[tuple[Op, ...]] = []
-    start = 0
-    for take in front + back[::-1]:
-        pieces.append(ops[start : start + take])
-        start += take
-    return pieces
-
-
-# ---------------------------------------------------------------------------
-# the child
-
-
-def child_main(argv: Sequence[str]) -> int:
-    """``python -m oracle.libbpf.worker LIBBPF_SO PROGRESS_FILE [--no-log]``."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when we stop
-    reader = os.dup(0)
-    writer = open(os.dup(1), "wb")  # noqa: SIM115 - lives as long as the process
-    os.dup2(2, 1)
-    devnull = os.open(os.devnull, os.O_RDONLY)
-    os.dup2(devnull, 0)
-    with open(argv[1], "r+b") as f:
-        progress = mmap.mmap(f.fileno(), PROGRESS_FILE_SIZE)
-    try:
-        session = Session(Libbpf(argv[0], log="--no-log" not in argv[2:]))
-    except LibbpfError as exc:
-        writer.write(encode(("error", -1, str(exc))))
-        writer.flush()
-        return 3
-    writer.write(encode(("ready", session.lib.version())))
-    writer.flush()
-    serve(session, reader, writer, progress)
-    return 0
-
-
-def serve(session: Session, reader: int, writer: Any, progress: mmap.mmap) -> None:
-    """The pristine child: a forked copy per ``("chain",)`` and per ``("case", ops)``.
-
-    It never runs an op itself, so every copy starts from libbpf as loaded.
-    It stops at EOF or ``("quit",)``.  Other messages were queued for a copy
-    that died before reading them (the parent pipelines): they are skipped.
-    """
-    while True:
-        message = read_message(reader)
-        if message is None or message[0] == "quit":
-            return
-        if message[0] == "chain":
-            in_copy(progress, writer, functools.partial(serve_batches, session, reader, writer,
-                                                        progress))
-        elif message[0] == "case":
-            in_copy(progress, writer, functools.partial(run_case, session, message[1], writer,
-                                                        progress), collect=False)
-        # anything else was sent to a copy that died before reading it: skipped
-
-
-def serve_batches(session: Session, reader: int, writer: Any, progress: mmap.mmap) -> None:
-    """A chain copy: answer ``("batch", ops)`` until ``("end",)``, EOF or a failing op."""
-    started = 0
-    while True:
-        message = read_message(reader)
-        if message is None or message[0] != "batch":
-            return
-        raws: list[RawResult] = []
-        for op in message[1]:
-            started += 1
-            PROGRESS.pack_into(progress, 0, started)
-            try:
-                raws.append(execute(session, op))
-            except Exception as exc:  # a bug of ours or a bad op: report, then stop serving
-                writer.write(encode(("error", started - 1, f"{type(exc).__name__}: {exc}")))
-                writer.flush()
-                return
-        writer.write(encode(("ok", raws)))
-        writer.flush()
-
-
-def run_case(session: Session, ops: Sequence[Op], writer: Any, progress: mmap.mmap) -> None:
-    """A case copy: run ``ops``, answer once."""
-    raws: list[RawResult] = []
-    for index, op in enumerate(ops):
-        PROGRESS.pack_into(progress, 0, index + 1)
-        try:
-            raws.append(execute(session, op))
-        except Exception as exc:  # a bug of ours or a bad op
-            writer.write(encode(("error", index, f"{type(exc).__name__}: {exc}")))
-            break
-    else:
-        writer.write(encode(("ok", raws)))
-    writer.flush()
-
-
-def in_copy(progress: mmap.mmap, writer: Any, body: Callable[[], None], *,
-            collect: bool = True) -> None:
-    """Run ``body`` in a forked copy of this process, then report how the copy ended.
-
-    The copy starts from this process's libbpf state (as loaded: nothing
-    registered, ids from 1), writes its own replies and exits; this process
-    then sends ``("case-exit", code)`` with ``code`` as
-    ``os.waitstatus_to_exitcode`` gives it (negative: killed by that signal).
-    ``collect=False`` turns the cyclic garbage collector off in the copy (a
-    short case creates no garbage worth the pages a collection would copy).
-    """
-    PROGRESS.pack_into(progress, 0, 0)
-    gc.freeze()  # keep the collector from touching (and so copying) this process's objects
-    pid = os.fork()
-    if pid == 0:  # the copy: never returns
-        if not collect:
-            gc.disable()
-        code = 0
-        try:
-            PROGRESS.pack_into(progress, CASE_PID_OFFSET, os.getpid())
-            body()
-        except BaseException:
-            code = 70
-        finally:
-            os._exit(code)
-    _, status = os.waitpid(pid, 0)
-    PROGRESS.pack_into(progress, CASE_PID_OFFSET, 0)
-    writer.write(encode(("case-exit", os.waitstatus_to_exitcode(status))))
-    writer.flush()
-
-
-# ---------------------------------------------------------------------------
-# sanitizer and crash reports
-
-_ASAN_ERROR = re.compile(r"ERROR: AddressSanitizer: (?:attempting )?([\w-]+)(.*)")
-_UBSAN_SUMMARY = re.compile(r"SUMMARY: UndefinedBehaviorSanitizer: ([\w-]+)")
-_RUNTIME_ERROR = re.compile(r"\S+: runtime error: .*")
-_FRAME = re.compile(r"^\s*#(\d+) 0x[0-9a-f]+ +(?:in (\S+)(?: (\S+))?|\((\S+)\))", re.MULTILINE)
-
-
-def sanitizer_kind(text: str) -> tuple[str | None, str | None]:
-    """``(kind, first report line)`` of the first ASan or UBSan report in ``text``."""
-    asan = _ASAN_ERROR.search(text)
-    if asan:
-        return asan.group(1), asan.group(0).strip()
-    runtime = _RUNTIME_ERROR.search(text)
-    ubsan = _UBSAN_SUMMARY.search(text)
-    if ubsan or runtime:
-        kind = ubsan.group(1) if ubsan else "undefined-behavior"
-        return kind, runtime.group(0).strip() if runtime else None
-    return None, None
-
-
-def stack_frames(text: str, limit: int = MAX_FRAMES) -> tuple[str, ...]:
-    """The first stack trace in ``text`` as ``"func file:line:col"`` strings."""
-    frames: list[str] = []
-    for match in _FRAME.finditer(text):
-        if match.group(1) == "0" and frames:
-            break
-        func, where, module = match.group(2), match.group(3), match.group(4)
-        if func and where and where.startswith("("):
-            frames.append(f"{func} ({os.path.basename(where.strip('()'))})")
-        elif func:
-            frames.append(f"{func} {os.path.basename(where)}" if where else func)
-        else:
-            frames.append(f"? ({os.path.basename(module)})")
-        if len(frames) == limit:
-            break
-    return tuple(frames)
-
-
-def last_line(text: str) -> str | None:
-    """The last non-empty line of ``text`` (glibc's abort message, if any)."""
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    return lines[-1] if lines else None
-
-
-def classify(
-    returncode: int | None, hung: bool, stderr: str
-) -> tuple[CrashKind, int | None, int | None, str | None, str | None]:
-    """``(kind, signal, exit_code, sanitizer, message)`` of a dead child."""
-    sanitizer, message = sanitizer_kind(stderr)
-    sig = -returncode if returncode is not None and returncode < 0 else None
-    code = returncode if returncode is not None and returncode >= 0 else None
-    if hung:
-        return "hang", sig, code, sanitizer, message
-    if sanitizer is None:
-        message = last_line(stderr)
-    kind: CrashKind = "crash" if sig is not None or sanitizer is not None else "exit"
-    return kind, sig, code, sanitizer, message
 
 
 # ---------------------------------------------------------------------------
@@ -602,7 +181,7 @@ class _Child:
                 [
                     sys.executable,
                     "-m",
-                    "oracle.libbpf.worker",
+                    "oracle.libbpf.child",
                     str(target.path),
                     str(progress_path),
                     *([] if log else ["--no-log"]),
@@ -1060,10 +639,3 @@ class Worker:
         running = min(max(started, 1), len(ops))
         return BatchResult(crash=self._crash_event(child, code, hung, offset, running - 1,
                                                    ops[:running]))
-
-
-if __name__ == "__main__":
-    try:
-        sys.exit(child_main(sys.argv[1:]))
-    except BrokenPipeError:  # the parent went away: nothing to report to
-        os._exit(0)

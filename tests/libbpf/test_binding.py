@@ -18,7 +18,7 @@ import pytest
 
 from oracle.errors import LibbpfError
 from oracle.libbpf.binding import CANARIES, Libbpf, LogLine, ffi
-from oracle.libbpf.worker import Session, execute, run_inprocess
+from oracle.libbpf.child import Session, execute, run_inprocess
 from oracle.ops import (
     Answer,
     AttachTypeByName,

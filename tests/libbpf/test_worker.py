@@ -24,15 +24,10 @@ from pathlib import Path
 import pytest
 
 from oracle.errors import BadArgumentError
+from oracle.libbpf.reports import classify, stack_frames
 from oracle.libbpf.targets import Target
-from oracle.libbpf.worker import (
-    CrashEvent,
-    Worker,
-    classify,
-    merge_options,
-    split,
-    stack_frames,
-)
+from oracle.libbpf.wire import split
+from oracle.libbpf.worker import CrashEvent, Worker, merge_options
 from oracle.ops import (
     Answer,
     AttachTypeByName,

@@ -741,7 +741,8 @@ def test_ops_a_dead_libbpf_never_ran_are_no_divergences(
 ) -> None:
     """Only answered ops are compared; the crash (op and line) says where the rest stopped."""
     from oracle import replay as replay_module
-    from oracle.libbpf.worker import BatchResult, CrashEvent, OpResult
+    from oracle.libbpf.results import OpResult
+    from oracle.libbpf.worker import BatchResult, CrashEvent
 
     path = tampered(tmp_path)
     batches: list[BatchResult] = [

@@ -1,0 +1,33 @@
+"""What running one op on libbpf gives back, shared by the child and the parent.
+
+``execute`` (``oracle.libbpf.child``) returns a ``RawResult``, the child sends
+those over the wire, and ``to_result`` turns each into the ``OpResult`` that
+``run_inprocess`` and ``Worker`` (``oracle.libbpf.worker``) hand to callers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TypeAlias
+
+from oracle.libbpf.binding import LogLine
+from oracle.ops import Answer, CallbackCall, OutValue
+
+#: (rc, out, log, calls): what ``execute`` returns and the child sends back
+RawResult: TypeAlias = tuple[
+    int, tuple[OutValue, ...], tuple[LogLine, ...], tuple[CallbackCall, ...]
+]
+
+
+@dataclass(frozen=True, slots=True)
+class OpResult:
+    """libbpf's answer to one op (callback calls included), with the log lines it caused."""
+
+    answer: Answer
+    log: tuple[LogLine, ...] = ()
+
+
+def to_result(raw: RawResult) -> OpResult:
+    """An ``OpResult`` from ``execute``'s raw tuple."""
+    return OpResult(Answer(raw[0], raw[1], raw[3]), raw[2])
+
