@@ -490,11 +490,18 @@ class Worker:
             self._flight.result()
 
     def _stop(self) -> None:
-        """Stop the pristine child (and any copy); the next ``run`` starts a new one."""
-        self._flight = None
+        """Stop the pristine child (and any copy); the next ``run`` starts a new one.
+
+        With a batch still in flight (an exception or Ctrl-C mid-campaign) the
+        copy would block on replies nobody reads: it and the child are killed
+        rather than asked to quit."""
+        busy, self._flight = self._flight is not None, None
         if self._child is not None:
             child, self._child = self._child, None
-            child.reap(kill=False, quit_first=True)
+            if busy and (pid := child.case_pid()) > 0:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            child.reap(kill=busy, quit_first=not busy)
 
     def close(self) -> None:
         """Stop the child and remove the worker's temp files."""

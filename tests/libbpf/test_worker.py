@@ -27,7 +27,7 @@ from oracle.errors import BadArgumentError
 from oracle.libbpf.reports import classify, stack_frames
 from oracle.libbpf.targets import Target
 from oracle.libbpf.wire import split
-from oracle.libbpf.worker import CrashEvent, Worker, merge_options
+from oracle.libbpf.worker import REAP_TIMEOUT, CrashEvent, Worker, merge_options
 from oracle.ops import (
     Answer,
     AttachTypeByName,
@@ -227,6 +227,28 @@ def test_hang_fault_is_caught_by_the_timeout(target: Target) -> None:
         assert (event.kind, event.signal, event.op_index) == ("hang", signal.SIGKILL, 1)
         assert 1.0 <= elapsed < 4.0
         assert answers(worker, [ProgTypeByName(b"xdp")]) == [Answer(0, (6, 37))]
+
+
+def test_hang_with_batches_still_queued_keeps_the_child(target: Target) -> None:
+    # the hung copy is killed by pid; what was queued for it (a big message half written
+    # included) reaches the child, which skips it, and the next copy answers in step
+    with Worker(target, timeout=1.0) as worker:
+        worker.start()
+        pid = worker.pid
+        names = [ProgTypeByName(b"x" * 3000 + b"%d" % i) for i in range(2000)]
+        event = crash_of(worker, [Fault("hang"), *names])
+        assert (event.kind, event.signal, event.op_index) == ("hang", signal.SIGKILL, 0)
+        assert answers(worker, [ProgTypeByName(b"xdp")] * 3) == [Answer(0, (6, 37))] * 3
+        assert worker.pid == pid
+
+
+def test_close_with_a_batch_in_flight_is_prompt(target: Target) -> None:
+    worker = Worker(target)
+    flight = worker.submit([ProgTypeByName(b"x" * 3000)] * 20000)  # far more than the pipes hold
+    flight.poll()
+    started = time.monotonic()
+    worker.close()  # the copy, blocked on replies nobody reads, is killed, not awaited
+    assert time.monotonic() - started < REAP_TIMEOUT / 2  # not the 30 s wait for a quit
 
 
 def test_slow_batch_with_progress_is_not_a_hang(target: Target) -> None:
