@@ -18,6 +18,8 @@ Rules:
   ``strict``.
 - Exit status: 0 when every finding is known (or none), 1 when any is not (or,
   with ``strict``, any at all), 2 for bad usage or environment.
+- While a campaign runs, what was alive before it is frozen out of the garbage
+  collector (``frozen_heap``); the campaign itself makes no cyclic garbage.
 - ``jobs`` > 1 runs that many independent campaigns (seed, seed+1, ...) in
   worker processes of their own and merges them; findings deduplicate on disk.
 """
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import gc
 import hashlib
 import os
 import random
@@ -214,6 +217,19 @@ class Job:
             self.cases.avoid(finding.known.trigger)
 
 
+@contextlib.contextmanager
+def frozen_heap() -> Iterator[None]:
+    """Keep what is alive before a campaign (modules, release tables, the oracle's
+    indexes) out of the garbage collector's full passes while it runs: none of it
+    becomes garbage, and every full pass would walk all of it again."""
+    gc.collect()
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+
+
 def run_job(env: Environment, config: CheckConfig, job: int,
             progress: ProgressFn | None = None) -> JobStats:
     """One campaign until the time or case budget is spent (see module rules)."""
@@ -227,7 +243,7 @@ def run_job(env: Environment, config: CheckConfig, job: int,
             return False
         return deadline is None or time.monotonic() < deadline
 
-    with Worker(env.target, timeout=config.timeout, log=False) as chained, \
+    with frozen_heap(), Worker(env.target, timeout=config.timeout, log=False) as chained, \
             Worker(env.target, timeout=config.timeout) as fresh:
         job_ = Job(env, config, seed, Differential(fresh, env.version, bpf=env.bpf), cases)
         stats = job_.stats

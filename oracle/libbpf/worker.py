@@ -551,6 +551,9 @@ class Worker:
     def _land(self, flight: Flight, status: _Status) -> BatchResult:
         """``flight`` is over with ``status``: its results, or how the copy died."""
         self._flight = None
+        # the exchange calls back into the flight: drop it, so that the flight and its
+        # answers go by reference counting, not only at the next full garbage collection
+        flight.exchange = None
         child, failure, base = flight.child, flight.failure, flight.base
         if status == "ok" and not failure:
             return BatchResult(tuple(flight.results))

@@ -15,9 +15,11 @@ Real bugs found this way (asserted below exactly as they manifest):
 from __future__ import annotations
 
 import errno
+import gc
 import os
 import signal
 import time
+import weakref
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -164,6 +166,20 @@ def test_submit_returns_at_once_and_polls_to_the_same_answers(worker: Worker) ->
     assert result.crash is None and len(result.results) == len(ops)
     assert [r.answer for r in result.results[:3]] == expected
     assert flight.result() is result  # taken once, kept
+
+
+def test_a_landed_flight_is_freed_without_the_garbage_collector(worker: Worker) -> None:
+    # a flight and its exchange referred to each other: every batch's answers lived on
+    # as cyclic garbage until a full collection, which dominated the campaign's own CPU
+    gc.disable()
+    try:
+        flight = worker.submit([ProgTypeByName(b"xdp")] * 10)
+        assert flight.result().crash is None
+        ref = weakref.ref(flight)
+        del flight
+        assert ref() is None
+    finally:
+        gc.enable()
 
 
 def test_copy_death_with_batches_still_queued_keeps_the_child(worker: Worker) -> None:
