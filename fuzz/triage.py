@@ -15,8 +15,8 @@ Rules:
   real answers and sanitizer reports.  Divergences that need the harness's
   absolute handler ids do not reproduce there and are reported as such.
 - Findings are deduplicated by signature (``CaseOutcome.signature``); the
-  first file of a signature is shrunk (``oracle.campaign.shrink``), confirmed
-  on a new process, classified (``fuzz.checks.classify``: known bug or new)
+  first file of a signature is shrunk and confirmed on a fresh state
+  (``Differential.minimise``), classified (``fuzz.checks.classify``: known bug or new)
   and written with ``oracle.campaign.findings.write_finding`` (finding.json,
   trace.jsonl, repro.c, summary.md).  Later files of the signature only count.
 - Exit status: 1 if a new (unknown) finding was written or already there, else 0.
@@ -35,7 +35,6 @@ from fuzz.decode import decode
 from oracle.campaign.check import CheckConfig, prepare
 from oracle.campaign.findings import Finding, write_finding
 from oracle.campaign.runner import CaseOutcome, Differential
-from oracle.campaign.shrink import shrink
 from oracle.errors import OracleError
 from oracle.libbpf.worker import Worker
 from oracle.model.objects import NotModelledError
@@ -58,17 +57,10 @@ def file_kind(path: Path) -> str:
 
 def make_finding(differential: Differential, outcome: CaseOutcome, version: str,
                  findings: Path, info: LibbpfInfo, shrink_tries: int) -> Finding:
-    """Shrink, confirm on a new process, classify and write one finding."""
+    """Shrink, confirm on a fresh state, classify and write one finding."""
     signature = outcome.signature
     assert signature is not None
-    ops = list(outcome.ops)
-    if outcome.crash is not None:
-        ops = ops[: outcome.crash.op_index + 1]
-    minimal = shrink(ops, signature, differential.signature, max_tries=shrink_tries)
-    differential.worker.reset()
-    confirmed = differential.run(minimal)
-    if confirmed.signature != signature:  # flaky: keep the case as it failed first
-        confirmed = outcome
+    confirmed = differential.minimise(outcome, shrink_tries)
     kind = confirmed.crash.kind if confirmed.crash is not None else "divergence"
     finding = Finding(signature, kind, confirmed.summary(), confirmed,
                       known=checks.classify(version, signature, list(confirmed.ops)))

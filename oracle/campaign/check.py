@@ -10,9 +10,10 @@ Rules:
   (``Worker.run_fresh``) for the paths only an untouched process has.  The
   first divergence or crash ends a chain; a failing chained case is first
   retried alone on a fresh state.
-- A new signature is shrunk (``shrink.shrink``) with candidates accepted only on
-  the same signature, confirmed on a brand-new worker process, classified
-  against the known-bug list, and written at once (``findings.write_finding``).
+- A new signature is shrunk (``Differential.minimise``: candidates accepted only
+  on the same signature and only if they bring in no documented bug's cause the
+  case lacked), confirmed on a fresh libbpf state, classified against the
+  known-bug list, and written at once (``findings.write_finding``).
   A signature seen again only counts.  Once a known bug is found, generation
   steers around its trigger where it can (``MixedCases.avoid``), unless
   ``strict``.
@@ -46,7 +47,6 @@ from oracle.campaign.generate import CaseGenerator
 from oracle.campaign.known import affects, explain, known_bugs
 from oracle.campaign.lifecycle_gen import LifecycleGenerator
 from oracle.campaign.runner import CaseOutcome, Chain, Differential
-from oracle.campaign.shrink import shrink
 from oracle.errors import OracleError
 from oracle.libbpf.lifecycle import bpf_permitted
 from oracle.libbpf.targets import Target, probe, require_table, resolve
@@ -116,17 +116,10 @@ def check_writable_dir(path: Path, what: str) -> None:
 
 def new_finding(env: Environment, differential: Differential, outcome: CaseOutcome,
                 config: CheckConfig, seed: int) -> Finding:
-    """Shrink, confirm on a new worker process, classify and write one new finding."""
+    """Shrink, confirm on a fresh state, classify and write one new finding."""
     signature = outcome.signature
     assert signature is not None
-    ops = list(outcome.ops)
-    if outcome.crash is not None:
-        ops = ops[: outcome.crash.op_index + 1]
-    minimal = shrink(ops, signature, differential.signature, max_tries=config.shrink_tries)
-    differential.worker.reset()
-    confirmed = differential.run(minimal)
-    if confirmed.signature != signature:  # flaky: keep the case as it failed first
-        confirmed = outcome
+    confirmed = differential.minimise(outcome, config.shrink_tries)
     kind = "divergence" if confirmed.divergence is not None else (
         confirmed.crash.kind if confirmed.crash else "divergence")
     finding = Finding(signature, kind, confirmed.summary(), confirmed,
@@ -158,8 +151,8 @@ class MixedCases:
     def avoid(self, trigger: str) -> None:
         """Stop generating what triggers a known bug already found in this run.
 
-        Every repeat would only crash a worker again (a chain restart costs a
-        new process, ~150 ms under ASan) and count an already-written finding.
+        Every repeat would only crash the chain again (and restart it) and count
+        an already-written finding.
         """
         if trigger == "registers_empty_sec":
             self.registry.allow_empty_sec = False

@@ -129,6 +129,27 @@ def affects(version: str, trigger: str) -> bool:
     return any(version in bug.versions and bug.trigger == trigger for bug in known_bugs())
 
 
+def triggered_bugs(version: str, ops: Sequence[Op]) -> frozenset[str]:
+    """The ids of the documented bugs of ``version`` whose cause ``ops`` contain."""
+    return frozenset(bug.id for bug in known_bugs() if bug.triggered(version, ops))
+
+
+def without_new_known_causes(
+    version: str, ops: Sequence[Op], failing: Callable[[list[Op]], str | None]
+) -> Callable[[list[Op]], str | None]:
+    """A shrinker predicate that refuses (None) candidates bringing in the cause of a
+    documented bug that ``ops`` lacked: a shrink step must not trade a finding's own
+    cause for a known one (a pattern shortened to ``""`` is KB1's cause)."""
+    allowed = triggered_bugs(version, ops)
+
+    def predicate(candidate: list[Op]) -> str | None:
+        if triggered_bugs(version, candidate) - allowed:
+            return None
+        return failing(candidate)
+
+    return predicate
+
+
 def triggers_known_bug(version: str, ops: Sequence[Op]) -> bool:
     """``ops`` trigger some documented bug of ``version`` (their answers are not reliable)."""
     return any(bug.triggered(version, ops) for bug in known_bugs())

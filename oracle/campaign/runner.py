@@ -31,6 +31,8 @@ from dataclasses import dataclass
 from typing import Final
 
 from oracle.campaign.compare import Divergence, first_divergence, signal_name
+from oracle.campaign.known import without_new_known_causes
+from oracle.campaign.shrink import shrink
 from oracle.libbpf.results import OpResult
 from oracle.libbpf.worker import BatchResult, CrashEvent, Flight, Worker
 from oracle.model.objects import NotModelledError
@@ -132,6 +134,21 @@ class Differential:
         divergence = first_divergence(list(ops), list(expected), answers)
         crash = batch.crash if divergence is None else None
         return CaseOutcome(ops, expected, batch.results, divergence, crash)
+
+    def minimise(self, outcome: CaseOutcome, max_tries: int) -> CaseOutcome:
+        """``outcome``'s case shrunk (``shrink.shrink``, same signature only, never bringing
+        in a documented bug's cause the case lacked) and run again on a fresh state to
+        confirm; ``outcome`` itself if the minimal case does not fail the same way there."""
+        signature = outcome.signature
+        assert signature is not None
+        ops = list(outcome.ops)
+        if outcome.crash is not None:
+            ops = ops[: outcome.crash.op_index + 1]
+        failing = without_new_known_causes(self.version, ops, self.signature)
+        minimal = shrink(ops, signature, failing, max_tries=max_tries)
+        self.worker.reset()
+        confirmed = self.run(minimal)
+        return confirmed if confirmed.signature == signature else outcome
 
     def signature(self, ops: list[Op]) -> str | None:
         """The shrinker's predicate: this case's signature on a fresh process (None for

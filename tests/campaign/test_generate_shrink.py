@@ -11,6 +11,7 @@ import errno
 from oracle import Oracle
 from oracle.campaign.compare import Divergence, first_divergence
 from oracle.campaign.generate import LONG_NAME, CaseGenerator
+from oracle.campaign.known import without_new_known_causes
 from oracle.campaign.shrink import drop_ops, shrink
 from oracle.model import lookup
 from oracle.model.versions import profile
@@ -122,3 +123,21 @@ def test_divergence_in_callback_calls_has_its_own_signature() -> None:
                        Answer(0, (1,), (CallbackCall("prog_setup_fn", 0, b"prog0", b"abc", 9, 0),)))
     assert other.signature == "divergence:open:calls:cookie-differs"
     assert "cookie 7" in more.describe() or "cookie 7" in other.describe()
+
+
+def test_shrinking_never_brings_in_a_known_bugs_cause() -> None:
+    # every candidate "fails" alike; "" would be the simplest pattern, but it is KB1's
+    # cause, which the case did not have: the shrinker must keep a non-empty pattern
+    ops: list[Op] = [Register(b"abc", 2, 0), ProgTypeByName(b"abc")]
+
+    def fails(candidate: list[Op]) -> str | None:
+        return "sig" if any(isinstance(op, Register) for op in candidate) else None
+
+    assert shrink(ops, "sig", fails) == [Register(b"", 0, 0)]  # unguarded: KB1's cause
+    failing = without_new_known_causes("1.7.0", ops, fails)
+    assert failing([Register(b"", 2, 0), ProgTypeByName(b"abc")]) is None
+    assert failing([Register(b"a", 2, 0)]) == "sig"
+    assert shrink(ops, "sig", failing) == [Register(b"a", 0, 0)]
+    # a case that had the cause may keep it
+    kept = without_new_known_causes("1.7.0", [Register(b"", 2, 0)], lambda candidate: "sig")
+    assert kept([Register(b"", 2, 0)]) == "sig"
