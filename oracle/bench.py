@@ -12,6 +12,9 @@ Rules:
   called in-process (``oracle.libbpf.bench``).
 - ``campaign``: a whole campaign's ops/s against libbpf alone answering the
   same op stream in-process (``oracle.campaign.bench``).
+- ``replay``: ops/s of ``sec-oracle replay`` on the oracle, for a lookup-heavy
+  trace and a lifecycle-heavy one (``oracle.replay.bench_replay``); its target
+  is absolute, so this one reports rates, not a ratio.
 """
 
 from __future__ import annotations
@@ -123,6 +126,19 @@ def _run(args: argparse.Namespace) -> int:
 
         env = prepare(CheckConfig(libbpf=args.libbpf))
         results.append(bench_campaign(env, args.cases, rounds=args.rounds))
+    if args.what in ("replay", "all"):
+        from oracle.replay import bench_replay
+
+        results.append({
+            "bench": "replay",
+            "version": args.version,
+            "ops": args.ops,
+            "rounds": args.rounds,
+            "registry_ops_per_s": round(bench_replay(args.ops, version=args.version,
+                                                     rounds=args.rounds)),
+            "lifecycle_ops_per_s": round(bench_replay(args.ops, version=args.version,
+                                                      rounds=args.rounds, lifecycle=True)),
+        })
     for result in results:
         print(json.dumps(result, indent=None if args.json else 2))
     return 0
@@ -130,9 +146,9 @@ def _run(args: argparse.Namespace) -> int:
 
 def register(sub: Any) -> None:
     parser = sub.add_parser("bench", help="throughput figures, measured side by side in one run")
-    parser.add_argument("what", nargs="?", choices=["matcher", "worker", "campaign", "all"],
-                        default="matcher")
-    parser.add_argument("--version", default="1.7.0", help="oracle release for matcher")
+    parser.add_argument("what", nargs="?", default="matcher",
+                        choices=["matcher", "worker", "campaign", "replay", "all"])
+    parser.add_argument("--version", default="1.7.0", help="oracle release (matcher, replay)")
     parser.add_argument("--names", type=positive_int, default=20_000, help="lookups per round")
     parser.add_argument("--rounds", type=positive_int, default=5)
     parser.add_argument("--libbpf", default="system", help="target for the worker bench")

@@ -838,6 +838,15 @@ def test_bench_replay_runs() -> None:
     assert len(lifecycle_demo_ops(500)) == 500
 
 
+def test_bench_replay_command(capsys: pytest.CaptureFixture[str]) -> None:
+    from oracle.cli import main
+
+    code = main(["bench", "replay", "--ops", "2000", "--rounds", "1", "--json"])
+    result = json.loads(capsys.readouterr().out)
+    assert code == 0 and result["bench"] == "replay" and result["ops"] == 2000
+    assert result["registry_ops_per_s"] > 0 and result["lifecycle_ops_per_s"] > 0
+
+
 @pytest.mark.libbpf
 def test_live_replay_on_system_libbpf(tmp_path: Path) -> None:
     pytest.importorskip("cffi")
