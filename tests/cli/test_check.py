@@ -35,6 +35,16 @@ def test_conforming_release_exits_0_with_report_and_junit(tmp_path: Path) -> Non
     assert suite.tag == "testsuite" and suite.get("failures") == "0"
 
 
+def test_jobs_run_independent_campaigns_and_merge(tmp_path: Path) -> None:
+    target_or_skip("1.7.0")
+    report = tmp_path / "r.json"
+    code = main(["check", "--libbpf", "1.7.0", "--cases", "600", "--jobs", "2",
+                 "--findings", str(tmp_path / "f"), "--report", str(report)])
+    data = json.loads(report.read_text())
+    assert code == 0 and data["jobs"] == 2
+    assert data["cases"] >= 600 and data["findings"] == []
+
+
 def test_known_libbpf_bug_is_reported_but_passes_unless_strict(tmp_path: Path) -> None:
     target_or_skip("1.7.0+asan")
     args = ["check", "--libbpf", "1.7.0+asan", "--cases", "1500", "--seed", "1"]
