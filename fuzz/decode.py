@@ -33,6 +33,7 @@ from collections.abc import Sequence
 from typing import Final
 
 from oracle.bpfelf import RETURN_0, ObjectSpec, Program, build_object
+from oracle.campaign.generate import LONG_NAME
 from oracle.ops import (
     OPTS_STRUCT_SIZE,
     Attach,
@@ -56,7 +57,7 @@ from oracle.ops import (
 from oracle.tables import known_versions, load_table
 
 MAX_OPS: Final = 64
-MAX_NAME: Final = 4096
+MAX_NAME: Final = LONG_NAME  # as the campaign generator caps its repeats
 #: the most tail bytes an opts buffer gets (libbpf reads ``zero_check_len(sz)`` of them)
 MAX_TAIL: Final = 4096
 SUFFIXES: Final = (b"", b"/", b"+", b"/x", b"/a/b", b".s", b".s/x", b"//", b"/+", b"+/", b"x",

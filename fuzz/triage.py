@@ -61,8 +61,7 @@ def make_finding(differential: Differential, outcome: CaseOutcome, version: str,
     signature = outcome.signature
     assert signature is not None
     confirmed = differential.minimise(outcome, shrink_tries)
-    kind = confirmed.crash.kind if confirmed.crash is not None else "divergence"
-    finding = Finding(signature, kind, confirmed.summary(), confirmed,
+    finding = Finding(signature, confirmed.kind, confirmed.summary(), confirmed,
                       known=checks.classify(version, signature, list(confirmed.ops)))
     write_finding(findings, finding, info, None)
     return finding

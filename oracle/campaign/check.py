@@ -120,9 +120,7 @@ def new_finding(env: Environment, differential: Differential, outcome: CaseOutco
     signature = outcome.signature
     assert signature is not None
     confirmed = differential.minimise(outcome, config.shrink_tries)
-    kind = "divergence" if confirmed.divergence is not None else (
-        confirmed.crash.kind if confirmed.crash else "divergence")
-    finding = Finding(signature, kind, confirmed.summary(), confirmed,
+    finding = Finding(signature, confirmed.kind, confirmed.summary(), confirmed,
                       known=explain(env.version, signature, list(confirmed.ops)), seeds=[seed])
     write_finding(config.findings, finding, env.info, seed)
     return finding

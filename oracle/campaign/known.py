@@ -152,4 +152,4 @@ def without_new_known_causes(
 
 def triggers_known_bug(version: str, ops: Sequence[Op]) -> bool:
     """``ops`` trigger some documented bug of ``version`` (their answers are not reliable)."""
-    return any(bug.triggered(version, ops) for bug in known_bugs())
+    return bool(triggered_bugs(version, ops))

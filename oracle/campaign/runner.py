@@ -99,6 +99,11 @@ class CaseOutcome:
         return self.divergence is not None or self.crash is not None
 
     @property
+    def kind(self) -> str:
+        """A finding's kind: ``divergence``, or the crash's ``crash``/``hang``/``exit``."""
+        return self.crash.kind if self.crash is not None else "divergence"
+
+    @property
     def signature(self) -> str | None:
         if self.divergence is not None:
             return self.divergence.signature
@@ -146,8 +151,7 @@ class Differential:
             ops = ops[: outcome.crash.op_index + 1]
         failing = without_new_known_causes(self.version, ops, self.signature)
         minimal = shrink(ops, signature, failing, max_tries=max_tries)
-        self.worker.reset()
-        confirmed = self.run(minimal)
+        confirmed = self.run(minimal)  # run_fresh: a fresh copy of the pristine child
         return confirmed if confirmed.signature == signature else outcome
 
     def signature(self, ops: list[Op]) -> str | None:

@@ -308,6 +308,17 @@ class _Child:
         return returncode
 
 
+def until_exit(replies: list[Any]) -> Callable[[Any], bool]:
+    """An ``on_reply`` that keeps every reply in ``replies`` and stops at the child's
+    ``("case-exit", code)``."""
+
+    def on_reply(message: Any) -> bool:
+        replies.append(message)
+        return bool(message[0] != "case-exit")
+
+    return on_reply
+
+
 class Exchange:
     """Messages to a child and its replies, in progress; ``step`` moves it on.
 
@@ -382,7 +393,6 @@ class Flight:
                  offset: int) -> None:
         self.worker = worker
         self.child = child
-        self.ops = ops
         self.base = base  # ops the chain copy ran before this batch
         self.offset = offset  # the child's stderr size when the batch was sent
         self.results: list[OpResult] = []
@@ -475,12 +485,7 @@ class Worker:
             return
         self._chain = False
         ended: list[Any] = []
-
-        def on_reply(message: Any) -> bool:
-            ended.append(message)
-            return bool(message[0] != "case-exit")
-
-        status = self._child.exchange([encode(("end",))], 1, REAP_TIMEOUT, on_reply)
+        status = self._child.exchange([encode(("end",))], 1, REAP_TIMEOUT, until_exit(ended))
         if status != "ok" or not ended or ended[-1][0] != "case-exit":
             self._stop()
 
@@ -579,11 +584,7 @@ class Worker:
         if hung and (pid := child.case_pid()) > 0:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-
-        def on_reply(message: Any) -> bool:
-            replies.append(message)
-            return bool(message[0] != "case-exit")
-
+        on_reply = until_exit(replies)
         self._chain = False
         waited = False
         while True:
