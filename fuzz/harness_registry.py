@@ -53,6 +53,7 @@ from oracle.libbpf.worker import merge_options
 from oracle.model.objects import NotModelledError
 from oracle.model.oracle import Oracle
 from oracle.model.registry import RegisterCall
+from oracle.model.versions import Profile, profile
 from oracle.ops import Answer
 
 SCRIPT: Final = Path(__file__).resolve()
@@ -68,10 +69,11 @@ class Harness:
     """One process's libbpf, driven input by input (see module rules)."""
 
     def __init__(self, lib: Libbpf, pol: checks.Policy, *, lifecycle: bool = False,
-                 bpf: bool = True) -> None:
+                 bpf: bool = True, model: Profile | None = None) -> None:
         self.lib = lib
         self.policy = pol
         self.version = pol.version
+        self.profile = model if model is not None else profile(pol.version)
         self.lifecycle = lifecycle
         self.bpf = bpf
         self.counter = 0  # libbpf's last_custom_sec_def_handler_id, as far as we know
@@ -90,7 +92,7 @@ class Harness:
 
     def model(self) -> Oracle:
         """An oracle in the state libbpf is in between inputs."""
-        oracle = Oracle(self.version, bpf=self.bpf)
+        oracle = Oracle(self.profile, bpf=self.bpf)
         if self.policy.anchor:
             oracle.registry.last_handler_id = checks.ANCHOR_ID - 1
             oracle.registry.register(RegisterCall(ANCHOR.sec, ANCHOR.prog_type,
@@ -210,18 +212,16 @@ def instrument_our_modules(atheris: Any) -> int:
 
 def build(args: argparse.Namespace) -> tuple[Harness, str]:
     """Resolve, load and wrap the target: ``(harness, variant)``."""
+    from oracle.environment import model_for
     from oracle.libbpf.lifecycle import bpf_permitted
-    from oracle.libbpf.targets import probe, require_table, resolve
-    from oracle.tables import known_versions
+    from oracle.libbpf.targets import probe, resolve
 
     target = resolve(args.libbpf)
-    if target.kind == "release" and target.version in known_versions():
-        version = target.version
-    else:
-        version = require_table(probe(target))
-    pol = checks.policy(version, target.variant, allow_known=args.allow_known)
+    model = model_for(target, probe(target), None)
+    pol = checks.policy(model.version, target.variant, allow_known=args.allow_known)
     bpf = bpf_permitted() if args.lifecycle else False
-    return Harness(Libbpf(target.path), pol, lifecycle=args.lifecycle, bpf=bpf), target.variant
+    return Harness(Libbpf(target.path), pol, lifecycle=args.lifecycle, bpf=bpf,
+                   model=model), target.variant
 
 
 def main(argv: Sequence[str] | None = None) -> int:

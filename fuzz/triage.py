@@ -75,7 +75,7 @@ def triage(files: Sequence[Path], *, libbpf: str, findings: Path, lifecycle: boo
     seen: dict[str, Finding] = {}
     rows: list[Row] = []
     with Worker(env.target, timeout=timeout) as worker:
-        differential = Differential(worker, env.version, bpf=env.bpf)
+        differential = Differential(worker, env.profile, bpf=env.bpf)
         for path in files:
             name = f"{path.name} ({file_kind(path)})"
             ops = checks.fresh_case(decode(path.read_bytes(), lifecycle=lifecycle), pol)

@@ -22,10 +22,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from oracle.campaign.check import CheckConfig, Environment, MixedCases, prepare
+from oracle.campaign.check import CheckConfig, MixedCases, prepare
 from oracle.campaign.known import triggers_known_bug
+from oracle.environment import Environment
 from oracle.libbpf.worker import Worker
 from oracle.model.oracle import Oracle
+from oracle.model.versions import Profile
 from oracle.ops import Op
 from oracle.traces import Record, TraceHeader, write_trace
 
@@ -44,10 +46,10 @@ class RecordStats:
 class ModelCoverage:
     """Which branches (arcs) of ``oracle/model`` a case makes the oracle take."""
 
-    def __init__(self, version: str, bpf: bool) -> None:
+    def __init__(self, model: str | Profile, bpf: bool) -> None:
         import coverage
 
-        self.version = version
+        self.model = model
         self.bpf = bpf
         self.seen: set[tuple[str, int, int]] = set()
         self._cov = coverage.Coverage(data_file=None, branch=True,
@@ -58,7 +60,7 @@ class ModelCoverage:
         self._cov.erase()
         self._cov.start()
         try:
-            Oracle(self.version, bpf=self.bpf).run(ops)
+            Oracle(self.model, bpf=self.bpf).run(ops)
         finally:
             self._cov.stop()
         data = self._cov.get_data()
@@ -74,7 +76,7 @@ def record(env: Environment, out: Path, *, count: int, seed: int, select: str,
            timeout: float = 10.0) -> RecordStats:
     """Run ``count`` generated cases on ``env``'s libbpf and save the chosen ones."""
     out.mkdir(parents=True, exist_ok=True)
-    coverage = ModelCoverage(env.version, env.bpf) if select == "coverage" else None
+    coverage = ModelCoverage(env.profile, env.bpf) if select == "coverage" else None
     kept: list[Path] = []
     total = crashed = known = 0
     mixed = MixedCases(env, CheckConfig(lifecycle=0.5), seed)
@@ -100,7 +102,7 @@ def record(env: Environment, out: Path, *, count: int, seed: int, select: str,
 
 
 def _run(args: argparse.Namespace) -> int:
-    env = prepare(CheckConfig(libbpf=args.libbpf))
+    env = prepare(CheckConfig(libbpf=args.libbpf, source=args.source))
     stats = record(env, args.out, count=args.cases, seed=args.seed, select=args.select)
     print(f"record: {stats.cases} cases on libbpf {env.version} ({env.info.variant}):"
           f" {stats.kept} saved under {args.out}, {stats.skipped_crash} crashed,"
@@ -111,6 +113,8 @@ def _run(args: argparse.Namespace) -> int:
 def register(sub: Any) -> None:
     parser = sub.add_parser("record", help="save generated cases with libbpf's answers as traces")
     parser.add_argument("--libbpf", default="system", metavar="TARGET")
+    parser.add_argument("--source", type=Path, default=None, metavar="DIR",
+                        help="the libbpf tree a PATH .so was built from (its table)")
     parser.add_argument("--out", type=Path, required=True, metavar="DIR")
     parser.add_argument("--cases", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0)

@@ -46,6 +46,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 from oracle.campaign.compare import Divergence
 from oracle.errors import OracleError, TraceError
 from oracle.model.oracle import Oracle
+from oracle.model.versions import Profile, profile_for
 from oracle.ops import (
     Answer,
     AttachTypeByName,
@@ -162,7 +163,7 @@ def op_text(op: Op, limit: int = 240) -> str:
 # replay against the oracle
 
 
-def replay(paths: Iterable[str | os.PathLike[str]], *, version: str | None = None,
+def replay(paths: Iterable[str | os.PathLike[str]], *, version: str | Profile | None = None,
            libbpf: str | None = None, bpf: bool = True) -> ReplayResult:
     """Replay each trace on a fresh oracle (or on a libbpf target, see ``--libbpf``);
     ``bpf=False``: the oracle models a process without bpf() (see module rules)."""
@@ -172,12 +173,13 @@ def replay(paths: Iterable[str | os.PathLike[str]], *, version: str | None = Non
     return replay_on_libbpf(names, libbpf)
 
 
-def replay_on_oracle(path: str, version: str | None = None, *, bpf: bool = True) -> TraceResult:
+def replay_on_oracle(path: str, version: str | Profile | None = None, *,
+                     bpf: bool = True) -> TraceResult:
     """One trace on a fresh ``Oracle``; never raises for bad input (see ``error``)."""
     start = time.perf_counter()
     count = checked = differing = 0
     found: list[Divergence] = []
-    target = f"oracle {version}" if version else "oracle"
+    target = "oracle" if version is None else f"oracle {as_version(version)}"
     try:
         with TraceReader(path) as reader:
             oracle = Oracle(version or reader.header.libbpf.version, bpf=bpf)
@@ -330,8 +332,21 @@ def bench_replay(n: int = 200_000, *, version: str = "1.7.0", rounds: int = 3,
 # command line
 
 
+def as_version(model: str | Profile) -> str:
+    return model if isinstance(model, str) else model.version
+
+
 def _run(args: argparse.Namespace) -> int:
-    result = replay(args.paths, version=args.version, libbpf=args.libbpf, bpf=args.bpf)
+    model: str | Profile | None = args.version
+    if args.source is not None:
+        if args.version is not None:
+            raise OracleError("give --version or --source, not both")
+        from oracle.sourcetree import check_tree
+        from oracle.tables.trees import tree_table
+
+        model = profile_for(tree_table(check_tree(args.source.expanduser(),
+                                                  f"--source {args.source}")))
+    result = replay(args.paths, version=model, libbpf=args.libbpf, bpf=args.bpf)
     for trace in result.traces:
         if args.json:
             print(json.dumps(trace.to_json()))
@@ -364,6 +379,8 @@ def register(sub: Any) -> None:
     parser.add_argument("paths", metavar="PATH", nargs="+", help="trace files (.jsonl)")
     parser.add_argument("--version", default=None,
                         help="oracle release to replay on (default: each trace's header)")
+    parser.add_argument("--source", type=Path, default=None, metavar="DIR",
+                        help="replay on the model of this libbpf source tree (its own table)")
     parser.add_argument("--libbpf", metavar="TARGET", default=None,
                         help="replay on a real libbpf instead: system, VERSION[+asan|+fuzz]"
                         " or the path of a libbpf .so")

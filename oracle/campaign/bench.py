@@ -26,8 +26,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from oracle.campaign.check import CheckConfig, Environment, MixedCases, needs_anchor, run_job
+from oracle.campaign.check import CheckConfig, MixedCases, needs_anchor, run_job
 from oracle.campaign.runner import Chain
+from oracle.environment import Environment
 from oracle.errors import OracleError
 from oracle.libbpf.child import run_inprocess
 from oracle.libbpf.worker import Worker, child_env
@@ -38,7 +39,7 @@ def chained_ops(env: Environment, config: CheckConfig, cases: int) -> list[Op]:
     """The op stream a campaign's chain sends for ``cases`` cases of ``config.seed``."""
     mixed = MixedCases(env, config, config.seed)
     with Worker(env.target) as idle:  # never started: the plan needs the oracle only
-        chain = Chain(idle, env.version, anchor=needs_anchor(env.version), bpf=env.bpf)
+        chain = Chain(idle, env.profile, anchor=needs_anchor(env.version), bpf=env.bpf)
         return chain.plan([mixed.next() for _ in range(cases)]).ops
 
 

@@ -30,7 +30,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import gc
-import hashlib
 import os
 import random
 import sys
@@ -42,24 +41,23 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
+from oracle import environment
 from oracle.campaign.findings import Finding, write_finding
 from oracle.campaign.generate import CaseGenerator
 from oracle.campaign.known import affects, explain, known_bugs
 from oracle.campaign.lifecycle_gen import LifecycleGenerator
 from oracle.campaign.runner import CaseOutcome, Chain, Differential
+from oracle.environment import Environment
 from oracle.errors import OracleError
-from oracle.libbpf.lifecycle import bpf_permitted
-from oracle.libbpf.targets import Target, probe, require_table, resolve
 from oracle.libbpf.worker import Worker
 from oracle.model.objects import NotModelledError
-from oracle.model.versions import profile
 from oracle.ops import Op
-from oracle.traces import LibbpfInfo
 
 
 @dataclass(frozen=True)
 class CheckConfig:
     libbpf: str = "system"
+    source: Path | None = None  # the tree a PATH .so was built from (its table)
     seconds: float | None = 60.0
     cases: int | None = None
     seed: int = 0
@@ -84,25 +82,11 @@ class JobStats:
     findings: dict[str, Finding] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
-class Environment:
-    target: Target
-    version: str
-    info: LibbpfInfo
-    bpf: bool  # bpf() permitted here: Load/Attach run for real (else they answer NO_BPF)
-
-
 def prepare(config: CheckConfig) -> Environment:
-    """Resolve, probe and choose a table; every failure here is a one-line ``OracleError``."""
-    target = resolve(config.libbpf)
-    probed = probe(target)
-    version = require_table(probed)
-    sha = hashlib.sha256(target.path.read_bytes()).hexdigest()
-    variant = target.kind if target.kind in ("system", "path") and target.variant == "plain" \
-        else target.variant
-    info = LibbpfInfo(version=version, variant=variant, so_sha256=sha, path=str(target.path))
+    """``environment.prepare`` for a check's target, plus the known-bug list's check."""
+    env = environment.prepare(config.libbpf, config.source)
     known_bugs()  # a broken known list is bad input too
-    return Environment(target, version, info, bpf_permitted())
+    return env
 
 
 def check_writable_dir(path: Path, what: str) -> None:
@@ -142,7 +126,7 @@ class MixedCases:
         self.bpf = env.bpf
         self.config = config
         self.rng = random.Random(seed)
-        self.registry = CaseGenerator(profile(env.version), seed,
+        self.registry = CaseGenerator(env.profile, seed,
                                       allow_empty_sec=not config.avoid_known)
         self.lifecycle = LifecycleGenerator(seed)
 
@@ -236,9 +220,9 @@ def run_job(env: Environment, config: CheckConfig, job: int,
 
     with frozen_heap(), Worker(env.target, timeout=config.timeout, log=False) as chained, \
             Worker(env.target, timeout=config.timeout) as fresh:
-        job_ = Job(env, config, seed, Differential(fresh, env.version, bpf=env.bpf), cases)
+        job_ = Job(env, config, seed, Differential(fresh, env.profile, bpf=env.bpf), cases)
         stats = job_.stats
-        chain = Chain(chained, env.version, anchor=needs_anchor(env.version), bpf=env.bpf)
+        chain = Chain(chained, env.profile, anchor=needs_anchor(env.version), bpf=env.bpf)
 
         def batches() -> Iterator[Iterator[list[Op]]]:
             while budget_left(stats):
@@ -267,11 +251,17 @@ def _job_entry(args: tuple[Environment, CheckConfig, int]) -> JobStats:
     return run_job(env, config, job)
 
 
-def run_check(config: CheckConfig, progress: ProgressFn | None = None) -> tuple[Environment,
-                                                                                JobStats]:
-    """Run the whole campaign; merge the jobs' statistics and findings."""
+def run_check(config: CheckConfig, progress: ProgressFn | None = None,
+              announce: Callable[[Environment], None] | None = None,
+              ) -> tuple[Environment, JobStats]:
+    """Run the whole campaign; merge the jobs' statistics and findings.
+
+    ``announce`` is told the environment once it is prepared, before any case runs.
+    """
     env = prepare(config)
     check_writable_dir(config.findings, "findings directory")
+    if announce is not None:
+        announce(env)
     if config.jobs == 1:
         return env, run_job(env, config, 0, progress)
     split = dataclasses.replace(config, cases=(

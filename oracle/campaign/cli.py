@@ -16,6 +16,7 @@ from oracle.campaign.report import (
     report_data,
     write_json,
 )
+from oracle.environment import Environment
 
 
 def run(args: argparse.Namespace) -> int:
@@ -24,6 +25,7 @@ def run(args: argparse.Namespace) -> int:
             check_writable_file(path)
     config = CheckConfig(
         libbpf=args.libbpf,
+        source=args.source,
         seconds=None if args.cases is not None and args.time is None else (args.time or 60.0),
         cases=args.cases,
         seed=args.seed,
@@ -32,7 +34,8 @@ def run(args: argparse.Namespace) -> int:
         strict=args.strict,
     )
     progress = ProgressLine(sys.stderr)
-    env, stats = run_check(config, progress if args.jobs == 1 else None)
+    env, stats = run_check(config, progress if args.jobs == 1 else None,
+                           announce=lambda env: print(describe(env), flush=True))
     progress.done()
     print(progress.text(stats))
     for finding in stats.findings.values():
@@ -50,10 +53,19 @@ def run(args: argparse.Namespace) -> int:
     return status
 
 
+def describe(env: Environment) -> str:
+    """One line: what is tested, against which table, and how its profile is known."""
+    return (f"check: libbpf {env.version} ({env.info.variant}) at {env.target.path}; "
+            f"table: {env.profile.table.origin}; profile: {env.profile.status}")
+
+
 def register(sub: Any) -> None:
     parser = sub.add_parser("check", help="a differential campaign: oracle vs real libbpf")
     parser.add_argument("--libbpf", default="system", metavar="TARGET",
-                        help="system | VERSION | VERSION+asan | VERSION+fuzz | PATH")
+                        help="system | VERSION[+asan|+fuzz] | DIR[+asan|+fuzz] (a libbpf"
+                        " source tree) | PATH (a libbpf .so)")
+    parser.add_argument("--source", type=Path, default=None, metavar="DIR",
+                        help="the libbpf tree a PATH .so was built from (its table)")
     budget = parser.add_mutually_exclusive_group()
     budget.add_argument("--time", type=positive_float, default=None, metavar="S",
                         help="seconds to run (default 60)")

@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree
 
-from oracle.campaign.check import CheckConfig, Environment, JobStats, exit_status
+from oracle.campaign.check import CheckConfig, JobStats, exit_status
+from oracle.environment import Environment
 from oracle.errors import OracleError
 
 REPORT_FORMAT = "libbpf-sec-oracle/report"
@@ -34,6 +35,10 @@ def report_data(env: Environment, config: CheckConfig, stats: JobStats) -> dict[
             "version": env.version,
             "variant": env.info.variant,
             "so_sha256": env.info.so_sha256,
+            "table": env.profile.table.origin,
+            "profile": env.profile.status,
+            "tree": None if target.tree is None else str(target.tree),
+            "source_sha256": target.source_sha256,
         },
         "seed": config.seed,
         "jobs": config.jobs,

@@ -37,6 +37,7 @@ from oracle.libbpf.results import OpResult
 from oracle.libbpf.worker import BatchResult, CrashEvent, Flight, Worker
 from oracle.model.objects import NotModelledError
 from oracle.model.oracle import Oracle
+from oracle.model.versions import Profile, as_profile
 from oracle.ops import (
     OP_NAMES,
     Answer,
@@ -126,14 +127,15 @@ class CaseOutcome:
 class Differential:
     """Runs cases on one libbpf worker and one release's oracle (see module rules)."""
 
-    def __init__(self, worker: Worker, version: str, *, bpf: bool = True) -> None:
+    def __init__(self, worker: Worker, model: str | Profile, *, bpf: bool = True) -> None:
         self.worker = worker
-        self.version = version
+        self.model = as_profile(model)
+        self.version = self.model.version
         self.bpf = bpf  # whether this process may use bpf(): Load/Attach answer NO_BPF if not
 
     def run(self, ops: Sequence[Op]) -> CaseOutcome:
         ops = tuple(ops)
-        expected = tuple(Oracle(self.version, bpf=self.bpf).run(ops))
+        expected = tuple(Oracle(self.model, bpf=self.bpf).run(ops))
         batch = self.worker.run_fresh(ops)
         answers = [r.answer for r in batch.results]
         divergence = first_divergence(list(ops), list(expected), answers)
@@ -204,10 +206,11 @@ class ChainResult:
 class Chain:
     """Cases back to back in one worker process and one oracle (see module rules)."""
 
-    def __init__(self, worker: Worker, version: str, *, anchor: bool, bpf: bool = True,
-                 max_ops: int = 20_000) -> None:
+    def __init__(self, worker: Worker, model: str | Profile, *, anchor: bool,
+                 bpf: bool = True, max_ops: int = 20_000) -> None:
         self.worker = worker
-        self.version = version
+        self.model = as_profile(model)
+        self.version = self.model.version
         self.anchor = anchor
         self.bpf = bpf
         self.max_ops = max_ops
@@ -215,7 +218,7 @@ class Chain:
 
     def _restart(self) -> None:
         self.worker.reset()
-        self.oracle = Oracle(self.version, bpf=self.bpf)
+        self.oracle = Oracle(self.model, bpf=self.bpf)
         self.history: list[Op] = []
         self.registers = self.objects = 0
         self.keep: frozenset[int] = frozenset({0}) if self.anchor else frozenset()

@@ -9,6 +9,10 @@ Layout (``<cache>`` is ``debsrc.cache_dir()``, i.e. ``$SEC_ORACLE_CACHE`` when s
       ``build.log``            make's full output
   ``<cache>/build/<version>-<variant>.failed.log``  output of the last failed build
   ``<cache>/build/.<version>-<variant>.lock``       the build lock
+  ``<cache>/build/tree-<hash16>-<variant>/``  a build of a user's source tree
+      (``build_tree``): the same files; ``build.json`` adds the tree's path,
+      ``source_sha256`` (``trees.source_hash`` of what was compiled) and
+      ``release`` (the version ``src/libbpf.map`` names)
 Other builds of a (patched) release tree, e.g. ``mutants``, publish through
 ``publish()`` under a name of their own with the same rules.
 
@@ -24,6 +28,10 @@ Rules:
 - A directory is published only complete: make runs in a private staging
   directory under ``<cache>/build``, which is renamed into place atomically.
   A build directory therefore exists completely or not at all.
+- A tree build compiles a private snapshot of the tree's inputs
+  (``trees.snapshot``) and is named by the snapshot's hash, so an edit while
+  it builds never yields a build named for the other state.  An unchanged
+  tree reuses its build; a one-line edit makes a new one.
 - Builds of one target are serialised by an exclusive file lock; the second
   caller waits, then finds the published result.  Different targets build in
   parallel; they only read the shared source tree (objects go to ``OBJDIR``).
@@ -40,6 +48,7 @@ Rules:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -53,10 +62,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, Literal, NoReturn, get_args
 
+from oracle import sourcetree as trees
 from oracle.errors import LibbpfError
 from oracle.libbpf import debsrc
 
 Variant = Literal["plain", "asan", "fuzz"]
+TREE_PREFIX: Final = "tree-"
 VARIANTS: Final[tuple[Variant, ...]] = get_args(Variant)
 
 CC: Final = "clang"
@@ -143,12 +154,73 @@ def published() -> list[tuple[str, Variant, Path]]:
         return found
     for directory in root.iterdir():
         version, _, variant = directory.name.rpartition("-")
-        if directory.name.startswith(".") or variant not in VARIANTS:
+        if directory.name.startswith((".", TREE_PREFIX)) or variant not in VARIANTS:
             continue
         so = built(version, check_variant(variant))
         if so is not None:
             found.append((version, check_variant(variant), so))
     return sorted(found, key=lambda row: (_version_key(row[0]), VARIANTS.index(row[1])))
+
+
+@dataclass(frozen=True)
+class TreeBuild:
+    """A published build of a source tree (``build_tree``)."""
+
+    tree: Path  # the tree it was built from, as given then
+    source_sha256: str
+    release: str
+    variant: Variant
+    so: Path
+
+
+def tree_build_dir(source_sha256: str, variant: Variant) -> Path:
+    """Where the build of the tree state ``source_sha256`` as ``variant`` is published."""
+    return build_root() / f"{TREE_PREFIX}{source_sha256[:16]}-{variant}"
+
+
+def published_trees() -> list[TreeBuild]:
+    """Every complete tree build in the cache, by tree path then variant."""
+    found = []
+    root = build_root()
+    for directory in sorted(root.glob(f"{TREE_PREFIX}*")) if root.is_dir() else []:
+        so = published_so(directory)
+        if so is None:
+            continue
+        with contextlib.suppress(OSError, ValueError, KeyError):
+            info = build_info(directory)
+            found.append(TreeBuild(Path(info["tree"]), info["source_sha256"], info["release"],
+                                   check_variant(info["variant"]), so))
+    return sorted(found, key=lambda b: (str(b.tree), VARIANTS.index(b.variant)))
+
+
+def build_tree(tree: Path, variant: Variant = "plain") -> TreeBuild:
+    """The build of the libbpf source tree ``tree`` as ``variant``, building it if needed.
+
+    Cached by the content of what the build reads (module rules); two runs
+    building the same state serialise on its lock and share one build.
+    """
+    check_variant(variant)
+    release = trees.release_of(tree)
+    label = f"{tree}" + ("" if variant == "plain" else f"+{variant}")
+    directory = tree_build_dir(trees.source_hash(tree), variant)
+    if published_so(directory) is None:
+        root = build_root()
+        root.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=root, prefix=".snapshot-") as tmp:
+            copy = Path(tmp) / "tree"
+            sha = trees.snapshot(tree, copy)
+            directory = tree_build_dir(sha, variant)
+            with debsrc.locked(root / f".{directory.name}.lock"):
+                if published_so(directory) is None:
+                    preflight()
+                    publish(copy, release, variant, directory.name, label,
+                            {"kind": "tree", "tree": str(tree), "source_sha256": sha,
+                             "release": release})
+    so = published_so(directory)
+    if so is None:  # pragma: no cover - publish either renames or raises
+        raise LibbpfError(f"build of libbpf tree {label} vanished from {directory}")
+    info = build_info(directory)
+    return TreeBuild(tree, info["source_sha256"], info["release"], variant, so)
 
 
 def _version_key(version: str) -> tuple[int, ...]:
@@ -284,7 +356,7 @@ def _write_info(staging: Path, version: str, variant: Variant, seconds: float,
     so = staging / f"libbpf.so.{version}"
     info = {
         "version": version,
-        "debian_version": debsrc.RELEASES[version],
+        "debian_version": debsrc.RELEASES.get(version),
         "variant": variant,
         "cc": CC,
         "cc_version": _cc_version(),

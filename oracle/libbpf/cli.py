@@ -5,7 +5,8 @@ Commands:
                               use) and print the path of its .so, one a line
   ``libbpf list``             ``system`` and every build in the cache: target,
                               variant, what the library reports, the oracle
-                              table it selects, path
+                              table it selects, the source hash of a tree
+                              build, path
   ``libbpf mutant list``      the deliberately broken builds (``mutants``):
                               name, releases, what is broken
   ``libbpf mutant build NAME [--version V]``
@@ -26,6 +27,7 @@ import argparse
 import json
 from typing import Any
 
+from oracle import sourcetree
 from oracle.errors import OracleError
 from oracle.libbpf import build as builder
 from oracle.libbpf import mutants
@@ -61,11 +63,12 @@ def run_build(args: argparse.Namespace) -> int:
 
 def run_list(args: argparse.Namespace) -> int:
     rows = [_row(spec) for spec in _listed_specs()]
+    rows += [_tree_row(done) for done in builder.published_trees()]
     if args.json:
         for row in rows:
             print(json.dumps(row))
         return 0
-    columns = ("target", "variant", "reports", "table", "path")
+    columns = ("target", "variant", "reports", "table", "source", "path")
     widths = [max(len(c), *(len(str(r[c])) for r in rows)) for c in columns[:-1]]
     print("  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=False)) + "  PATH")
     for row in rows:
@@ -91,16 +94,31 @@ def _listed_specs() -> list[str]:
     return ["system", *(builder.spec(v, variant) for v, variant, _ in builder.published())]
 
 
-def _row(spec: str) -> dict[str, Any]:
+def _row(spec: str, target: Target | None = None) -> dict[str, Any]:
     row: dict[str, Any] = {"target": spec}
-    row.update(dict.fromkeys(("variant", "reports", "table", "path"), "-"), error=None)
+    row.update(dict.fromkeys(("variant", "reports", "table", "source", "path"), "-"),
+               error=None)
     try:
-        target: Target = resolve(spec, build=False)
+        target = target or resolve(spec, build=False)
         row.update(variant=target.variant, path=str(target.path))
+        if target.source_sha256 is not None:
+            row["source"] = target.source_sha256[:12]
         info = probe(target)
     except OracleError as exc:
         row["error"] = f"error: {exc}"
         return row
     row["reports"] = f"{info.version_string} ({info.major}.{info.minor})"
-    row["table"] = info.table_version or "none"
+    row["table"] = "tree" if target.kind == "tree" else (info.table_version or "none")
+    return row
+
+
+def _tree_row(done: builder.TreeBuild) -> dict[str, Any]:
+    """A tree build as it was built (the tree may have changed or gone since)."""
+    spec = builder.spec(str(done.tree), done.variant)
+    target = Target(spec, "tree", done.release, done.variant, done.so, done.tree,
+                    done.source_sha256)
+    row = _row(spec, target)
+    if not sourcetree.is_tree(done.tree) or sourcetree.source_hash(done.tree) \
+            != done.source_sha256:
+        row["error"] = "the tree has changed since (or is gone): this build is of the earlier state"
     return row

@@ -14,17 +14,18 @@ Rules:
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import shutil
 import subprocess
 import tarfile
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Final
 
+from oracle.cache import cache_dir, locked
 from oracle.errors import LibbpfError
+
+__all__ = ["RELEASES", "cache_dir", "check_release", "locked", "source_tree"]
 
 #: upstream version -> Debian source version that carries it
 RELEASES: Final[dict[str, str]] = {
@@ -42,27 +43,6 @@ Suites: {DEB_SRC_SUITES}
 Components: main
 Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
 """
-
-
-def cache_dir() -> Path:
-    """``$SEC_ORACLE_CACHE``, else ``$XDG_CACHE_HOME/libbpf-sec-oracle``, else ``~/.cache/...``."""
-    explicit = os.environ.get("SEC_ORACLE_CACHE")
-    if explicit:
-        return Path(explicit)
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "libbpf-sec-oracle"
-
-
-@contextlib.contextmanager
-def locked(path: Path) -> Iterator[None]:
-    """An exclusive lock on ``path`` (created if missing), held for the block."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def check_release(version: str) -> str:

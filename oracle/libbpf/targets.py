@@ -6,8 +6,13 @@ Syntax (``parse_target``):
   ``VERSION``       a release of ``debsrc.RELEASES``, built on first use
   ``VERSION+asan``  the same built with ASan + UBSan
   ``VERSION+fuzz``  ``+asan`` plus SanitizerCoverage for atheris/libFuzzer
+  ``DIR``           a libbpf source tree (``trees``: has ``src/libbpf.c``),
+                    built into the cache keyed by its content
+  ``DIR+asan``, ``DIR+fuzz``  the same tree with the release variants
   ``PATH``          any libbpf ``.so``: contains ``/``, starts with ``~`` or
                     ``.``, or contains ``.so``
+A spelling that looks like a path (``/``, ``~``, ``.``, ``.so``) is a tree when
+it names a directory (after an optional ``+asan``/``+fuzz``), else a file.
 
 Rules:
 - ``parse_target`` does no I/O besides checking that a PATH exists; every
@@ -50,18 +55,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Literal
 
+from oracle import sourcetree as trees
 from oracle.errors import LibbpfError, UnknownVersionError
 from oracle.libbpf import build as builder
 from oracle.libbpf import debsrc
-from oracle.libbpf.build import Variant
+from oracle.libbpf.build import VARIANTS, Variant
 
 if TYPE_CHECKING:
     from elftools.elf.elffile import ELFFile
 
-Kind = Literal["system", "release", "path"]
+Kind = Literal["system", "release", "path", "tree"]
 Host = Literal["python", "atheris"]
 
-SYNTAX: Final = "use system, VERSION, VERSION+asan, VERSION+fuzz or a path to a libbpf .so"
+SYNTAX: Final = ("use system, VERSION[+asan|+fuzz], DIR[+asan|+fuzz] (a libbpf source tree) "
+                 "or a path to a libbpf .so")
 ASAN_OPTIONS: Final = (
     # Python never frees everything at exit: leak reports would be noise.
     "detect_leaks=0",
@@ -124,9 +131,11 @@ class Target:
 
     spec: str  # as given
     kind: Kind
-    version: str | None  # requested release version (kind == "release")
+    version: str | None  # the release: requested (release) or what the tree's map names (tree)
     variant: Variant
     path: Path  # the .so to load
+    tree: Path | None = None  # the source tree (kind == "tree")
+    source_sha256: str | None = None  # trees.source_hash of the tree as built
 
     def env(self, host: Host = "python") -> dict[str, str]:
         """Extra environment for a process that loads this .so; empty for plain."""
@@ -169,6 +178,13 @@ def parse_target(spec: str) -> tuple[Kind, str | None, Variant, Path | None]:
     if text.startswith("system+"):
         raise LibbpfError(f"{spec!r}: the system libbpf comes as built; use e.g. 1.7.0+asan")
     if _looks_like_path(text):
+        stem, plus, suffix = text.rpartition("+")
+        if plus and suffix in VARIANTS and Path(stem).expanduser().is_dir():
+            tree = trees.check_tree(Path(stem).expanduser(), spec)
+            return "tree", trees.release_of(tree), _release_variant(suffix, spec), tree
+        if Path(text).expanduser().is_dir():
+            tree = trees.check_tree(Path(text).expanduser(), spec)
+            return "tree", trees.release_of(tree), "plain", tree
         return "path", None, "plain", _existing_file(text, spec)
     match = _RELEASE.fullmatch(text)
     if match is None:
@@ -207,10 +223,14 @@ def _release_variant(suffix: str | None, spec: str) -> Variant:
 
 
 def resolve(spec: str, *, build: bool = True) -> Target:
-    """The target ``spec`` names; a release is built on first use unless ``build=False``."""
+    """The target ``spec`` names; a release or tree is built on first use unless ``build=False``."""
     kind, version, variant, path = parse_target(spec)
     if kind == "system":
         return Target(spec, kind, None, "plain", system_libbpf())
+    if kind == "tree":
+        assert path is not None
+        done = _tree_build(path, variant, spec, build=build)
+        return Target(spec, kind, done.release, variant, done.so, path, done.source_sha256)
     if kind == "path":
         assert path is not None
         return Target(spec, kind, None, detect_variant(path), path)
@@ -226,6 +246,18 @@ def _release_so(version: str, variant: Variant, *, build: bool) -> Path:
         name = builder.spec(version, variant)
         raise LibbpfError(f"libbpf {name} is not built yet: run sec-oracle libbpf build {name}")
     return done
+
+
+def _tree_build(tree: Path, variant: Variant, spec: str, *, build: bool) -> builder.TreeBuild:
+    if build:
+        return builder.build_tree(tree, variant)
+    sha = trees.source_hash(tree)
+    directory = builder.tree_build_dir(sha, variant)
+    so = builder.published_so(directory)
+    if so is None:
+        raise LibbpfError(f"libbpf tree {spec} is not built in this state yet: "
+                          f"run sec-oracle libbpf build {spec}")
+    return builder.TreeBuild(tree, sha, trees.release_of(tree), variant, so)
 
 
 def system_libbpf() -> Path:
@@ -398,7 +430,7 @@ def _summary(stderr: str) -> str:
 
 def _release_of(target: Target, major: int, minor: int) -> str | None:
     """The full release of the loaded library when known and consistent with major.minor."""
-    if target.kind == "release":
+    if target.kind in ("release", "tree"):
         assert target.version is not None
         if _major_minor(target.version) != (major, minor):
             raise LibbpfError(

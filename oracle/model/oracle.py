@@ -25,7 +25,7 @@ from oracle.model import lookup
 from oracle.model.objects import LIFECYCLE_OPS, Objects
 from oracle.model.opts import coerce_opts
 from oracle.model.registry import Handler, RegisterCall, Registry
-from oracle.model.versions import Profile, profile
+from oracle.model.versions import Profile, as_profile
 from oracle.ops import (
     INT_MAX,
     Answer,
@@ -45,15 +45,18 @@ from oracle.ops import (
 class Oracle:
     """The model of one libbpf release's handler registry and name lookups."""
 
-    def __init__(self, version: str, *, last_handler_id: int = 0, bpf: bool = True) -> None:
-        if not isinstance(version, str):
-            raise BadArgumentError(f"version must be a str like '1.7.0', not {version!r}")
+    def __init__(self, model: str | Profile, *, last_handler_id: int = 0,
+                 bpf: bool = True) -> None:
+        if not isinstance(model, str | Profile):
+            raise BadArgumentError(
+                f"model must be a release like '1.7.0' or a Profile, not {model!r}")
         if isinstance(last_handler_id, bool) or not isinstance(last_handler_id, int):
             raise BadArgumentError("last_handler_id must be an int")
         if not 0 <= last_handler_id <= INT_MAX:
             raise BadArgumentError(f"last_handler_id {last_handler_id} is not in 0..INT_MAX")
-        self.release: Profile = profile(version)
-        self.registry = Registry(last_handler_id)
+        self.release: Profile = as_profile(model)
+        self.registry = Registry(last_handler_id,
+                                 rejects_empty_sec=self.release.rejects_empty_sec)
         self._register_results: list[int] = []
         #: the objects ``Open`` ops made; ``bpf=False`` mirrors a worker without bpf()
         self.objects = Objects(self.registry, self.release, bpf=bpf)

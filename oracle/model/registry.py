@@ -81,12 +81,14 @@ class RegisterCall:
 class Registry:
     """libbpf's process-global handler registry (see module rules)."""
 
-    __slots__ = ("_by_id", "_custom", "fallback", "last_handler_id")
+    __slots__ = ("_by_id", "_custom", "fallback", "last_handler_id", "rejects_empty_sec")
 
-    def __init__(self, last_handler_id: int = 0) -> None:
+    def __init__(self, last_handler_id: int = 0, *, rejects_empty_sec: bool = False) -> None:
         if not 0 <= last_handler_id <= INT_MAX:
             raise ValueError(f"last_handler_id {last_handler_id} is not in 0..INT_MAX")
         self.last_handler_id = last_handler_id
+        #: KB1's fix (``Profile.rejects_empty_sec``): ``sec == ""`` is -EINVAL
+        self.rejects_empty_sec = rejects_empty_sec
         self.fallback: Handler | None = None
         self._custom: FirstMatchIndex[Handler] = FirstMatchIndex()
         self._by_id: dict[int, Handler] = {}  # insertion order == registration order
@@ -155,8 +157,15 @@ def fallback_taken(registry: Registry, call: RegisterCall) -> int:
     return errno.EBUSY if call.sec is None and registry.fallback is not None else 0
 
 
+def empty_sec(registry: Registry, call: RegisterCall) -> int:
+    """KB1's fix, where a build has it: ``sec == ""`` -> -EINVAL (the spec's forms
+    all have a stem; no release checks it, docs/known-bugs.md KB1)."""
+    return errno.EINVAL if registry.rejects_empty_sec and call.sec == b"" else 0
+
+
 REGISTER_CHECKS: Final[tuple[Callable[[Registry, RegisterCall], int], ...]] = (
     invalid_opts,
+    empty_sec,
     ids_exhausted,
     fallback_taken,
 )

@@ -1,6 +1,10 @@
 """libbpf's built-in SEC() tables, one per modelled release, as generated data.
 
 What the data is:
+  Tables of other trees (a user's checkout, a patched release) are generated
+  at run time by the same generator and cached by source hash
+  (``oracle.tables.trees``); they load through ``table_from_document`` with
+  the same checks.
   For each release (1.1.2, 1.4.6, 1.5.0, 1.7.0) one JSON file,
   ``data/libbpf-<version>.json``, holds libbpf's ``section_defs[]`` (the
   built-in table ``find_sec_def()`` searches in order), ``enum
@@ -47,7 +51,8 @@ from typing import Any, Final
 
 from oracle.errors import UnknownVersionError
 
-__all__ = ["SecDef", "Table", "known_versions", "load_table", "table_json"]
+__all__ = ["SecDef", "Table", "known_versions", "load_table", "table_from_document",
+           "table_json"]
 
 FORMAT_NAME: Final = "libbpf-sec-oracle/tables"
 FORMAT_VERSION: Final = 1
@@ -74,11 +79,13 @@ class Table:
     """A release's built-in section table and the enums it is written in."""
 
     version: str
-    debian_version: str
+    debian_version: str | None  # None for a table generated from a source tree
     section_defs: tuple[SecDef, ...]
     sec_def_flags: Mapping[str, int]
     prog_types: Mapping[str, int]
     attach_types: Mapping[str, int]
+    #: where the data comes from: ``Debian 1.7.0-1`` or ``tree /path (source 1a2b3c4d5e6f)``
+    origin: str = ""
     _prog_type_names: Mapping[int, str] = field(init=False, repr=False, compare=False)
     _attach_type_names: Mapping[int, str] = field(init=False, repr=False, compare=False)
 
@@ -88,6 +95,12 @@ class Table:
 
     def __hash__(self) -> int:
         return hash((self.version, self.debian_version, self.section_defs))
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # MappingProxyType does not pickle: rebuild from plain dicts (jobs > 1 send it).
+        return (Table, (self.version, self.debian_version, self.section_defs,
+                        dict(self.sec_def_flags), dict(self.prog_types),
+                        dict(self.attach_types), self.origin))
 
     def prog_type_name(self, value: int) -> str | None:
         """The ``enum bpf_prog_type`` name of ``value`` in this release, or None."""
@@ -163,10 +176,24 @@ def table_json(version: str) -> str:
 def load_table(version: str) -> Table:
     """The table of ``version``; an unknown version raises ``UnknownVersionError``."""
     document = json.loads(table_json(version))
+    if document.get("libbpf_version") != version:
+        raise ValueError(f"libbpf-{version}.json holds libbpf {document.get('libbpf_version')}")
+    return table_from_document(document, f"libbpf-{version}.json")
+
+
+def origin_of(document: Mapping[str, Any]) -> str:
+    """The ``Table.origin`` text of a data document."""
+    if document.get("debian_version"):
+        return f"Debian {document['debian_version']}"
+    source = document.get("source", {})
+    return f"tree {source.get('tree')} (source {str(source.get('tree_sha256'))[:12]})"
+
+
+def table_from_document(document: Mapping[str, Any], where: str) -> Table:
+    """A ``Table`` from a generated data document; a broken one raises ``ValueError``."""
     if (document.get("format"), document.get("format_version")) != (FORMAT_NAME, FORMAT_VERSION):
-        raise ValueError(f"libbpf-{version}.json: unsupported format {document.get('format')!r}")
-    if document["libbpf_version"] != version:
-        raise ValueError(f"libbpf-{version}.json holds libbpf {document['libbpf_version']}")
+        raise ValueError(f"{where}: unsupported format {document.get('format')!r}")
+    version = str(document["libbpf_version"])
     table = Table(
         version=version,
         debian_version=document["debian_version"],
@@ -174,8 +201,9 @@ def load_table(version: str) -> Table:
         sec_def_flags=_enum(document["sec_def_flags"]),
         prog_types=_enum(document["bpf_prog_type"]),
         attach_types=_enum(document["bpf_attach_type"]),
+        origin=origin_of(document),
     )
-    _check(table, document["section_defs"])
+    _check(table, document["section_defs"], where)
     return table
 
 
@@ -199,9 +227,8 @@ def _sec_def(entry: Mapping[str, Any]) -> SecDef:
     )
 
 
-def _check(table: Table, entries: list[dict[str, Any]]) -> None:
+def _check(table: Table, entries: list[dict[str, Any]], where: str) -> None:
     """Raise ``ValueError`` if ``table`` breaks an invariant of the module docstring."""
-    where = f"libbpf-{table.version}.json"
     for position, (sec_def, entry) in enumerate(zip(table.section_defs, entries, strict=True)):
         flag_values = [table.sec_def_flags.get(flag) for flag in sec_def.flags]
         cookie = 0

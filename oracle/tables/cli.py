@@ -18,8 +18,12 @@ import argparse
 import json
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
+from oracle.sourcetree import check_tree
 from oracle.tables import SecDef, Table, load_table, table_json
+from oracle.tables.generate import dump
+from oracle.tables.trees import tree_document, tree_table
 
 PROG_TYPE_PREFIX = "BPF_PROG_TYPE_"
 COLUMNS = ("IDX", "SEC", "PROG_TYPE", "EXPECTED_ATTACH_TYPE", "FLAGS", "ATTACH_FN")
@@ -30,12 +34,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     group = subparsers.add_parser("tables", help="libbpf's built-in section_defs[] per release")
     commands = group.add_subparsers(dest="tables_command", required=True)
     show = commands.add_parser("show", help="print one release's table")
-    show.add_argument("version", help="libbpf release, e.g. 1.7.0")
+    show.add_argument("version", metavar="VERSION|DIR",
+                      help="libbpf release, e.g. 1.7.0, or a libbpf source tree")
     show.add_argument("--json", action="store_true", help="print the generated JSON data file")
     show.set_defaults(handler=cmd_show)
     diff = commands.add_parser("diff", help="what changed between two releases")
-    diff.add_argument("old", metavar="A", help="the older release")
-    diff.add_argument("new", metavar="B", help="the newer release")
+    diff.add_argument("old", metavar="A", help="the older release or source tree")
+    diff.add_argument("new", metavar="B", help="the newer release or source tree")
     diff.set_defaults(handler=cmd_diff)
 
 
@@ -77,10 +82,17 @@ class Release:
         )
 
 
-def release(version: str) -> Release:
-    """Load ``version``; an unknown one raises ``UnknownVersionError``."""
-    table = load_table(version)
-    entries = json.loads(table_json(table.version))["section_defs"]
+def release(name: str) -> Release:
+    """A shipped release (``1.7.0``) or a libbpf source tree (a directory: its own
+    table, ``oracle.tables.trees``); an unknown release raises ``UnknownVersionError``."""
+    path = Path(name).expanduser()
+    if path.is_dir() or "/" in name:
+        tree = check_tree(path, name)
+        table = tree_table(tree)
+        entries = tree_document(tree)["section_defs"]
+    else:
+        table = load_table(name)
+        entries = json.loads(table_json(table.version))["section_defs"]
     return Release(table, tuple(entry["expected_attach_type"]["name"] for entry in entries))
 
 
@@ -96,14 +108,15 @@ def aligned(rows: Sequence[Sequence[str]], indent: str = "") -> Iterator[str]:
 def cmd_show(args: argparse.Namespace) -> int:
     """``tables show VERSION [--json]``."""
     if args.json:
-        print(table_json(args.version), end="")
+        path = Path(args.version).expanduser()
+        if path.is_dir() or "/" in args.version:
+            print(dump(tree_document(check_tree(path, args.version))))
+        else:
+            print(table_json(args.version), end="")
         return 0
     rel = release(args.version)
     table = rel.table
-    print(
-        f"libbpf {table.version} (Debian {table.debian_version}): "
-        f"{len(table.section_defs)} section_defs"
-    )
+    print(f"libbpf {table.version} ({table.origin}): {len(table.section_defs)} section_defs")
     for line in aligned([COLUMNS, *(rel.row(d) for d in table.section_defs)]):
         print(line)
     return 0
@@ -201,11 +214,16 @@ def enum_lines(label: str, old: Mapping[str, int], new: Mapping[str, int]) -> It
     yield from added + removed + changed
 
 
+def label(table: Table) -> str:
+    """A shipped release by its version; a tree's table by version and origin."""
+    return table.version if table.debian_version else f"{table.version} ({table.origin})"
+
+
 def diff_lines(old: Release, new: Release) -> Iterator[str]:
     """The whole report of ``tables diff``."""
     ta, tb = old.table, new.table
     yield (
-        f"libbpf {ta.version} -> {tb.version}: section_defs "
+        f"libbpf {label(ta)} -> {label(tb)}: section_defs "
         f"{len(ta.section_defs)} -> {len(tb.section_defs)} entries"
     )
     yield from section_lines(old, new)

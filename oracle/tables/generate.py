@@ -43,7 +43,6 @@ from pathlib import Path
 from typing import Any, Final
 
 from oracle.errors import OracleError
-from oracle.libbpf.debsrc import RELEASES, check_release, source_tree
 
 FORMAT_NAME: Final = "libbpf-sec-oracle/tables"
 FORMAT_VERSION: Final = 1
@@ -682,9 +681,13 @@ def check_tarball_matches(tree: Path, orig: Path) -> None:
                 raise SourceParseError(f"{orig.name}: {relative} differs from {tree / relative}")
 
 
-def build_table(version: str, tree: Path, orig: Path | None) -> dict[str, Any]:
-    """The JSON document for ``version`` from the unpacked ``tree``."""
-    debian_version = check_release(version)
+def build_table(version: str, tree: Path, orig: Path | None,
+                debian_version: str | None = None) -> dict[str, Any]:
+    """The JSON document for ``version`` from the unpacked ``tree``.
+
+    ``debian_version`` is the Debian source version the tree came from, or
+    None for any other tree (``oracle.tables.trees``).
+    """
     sources = read_sources(tree)
     calls = section_def_calls(sources)
     if orig is not None:
@@ -696,7 +699,8 @@ def build_table(version: str, tree: Path, orig: Path | None) -> dict[str, Any]:
         "libbpf_version": version,
         "debian_version": debian_version,
         "source": {
-            "orig_tarball": f"libbpf_{version}.orig.tar.gz",
+            "orig_tarball": f"libbpf_{version}.orig.tar.gz" if orig is not None
+            or debian_version is not None else None,
             "orig_sha256": sha256_file(orig) if orig is not None else None,
             "files_sha256": {name: sha256_file(tree / name) for name in (LIBBPF_C, BPF_H)},
         },
@@ -730,6 +734,8 @@ def dump(document: Any, indent: int = 0, width: int = 100) -> str:
 
 def locate(version: str, source: Path | None, orig: Path | None) -> tuple[Path, Path | None]:
     """The tree for ``version`` and its orig tarball (None when not found)."""
+    from oracle.libbpf.debsrc import source_tree  # only the command line fetches sources
+
     if source is None:
         tree = source_tree(version)
     elif (source / LIBBPF_C).exists():
@@ -746,9 +752,11 @@ def locate(version: str, source: Path | None, orig: Path | None) -> tuple[Path, 
 
 def generate(version: str, source: Path | None, orig: Path | None, out: Path) -> Path:
     """Write ``out/libbpf-<version>.json``; returns its path."""
-    check_release(version)
+    from oracle.libbpf.debsrc import check_release
+
+    debian_version = check_release(version)
     tree, orig = locate(version, source, orig)
-    document = build_table(version, tree, orig)
+    document = build_table(version, tree, orig, debian_version)
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"libbpf-{version}.json"
     path.write_text(dump(document) + "\n")
@@ -757,6 +765,8 @@ def generate(version: str, source: Path | None, orig: Path | None, out: Path) ->
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     """Command-line options; ``--orig`` and a single tree need exactly one ``--version``."""
+    from oracle.libbpf.debsrc import RELEASES
+
     parser = argparse.ArgumentParser(
         prog="python -m oracle.tables.generate", description=__doc__.splitlines()[0]
     )

@@ -98,7 +98,7 @@ def test_parse_paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         ("1.7.0+asan+fuzz", "bad libbpf target"),
         ("system+asan", "system libbpf comes as built"),
         ("/nonexistent/libbpf.so.1", "no such file /nonexistent/libbpf.so.1"),
-        ("/tmp", "is not a file"),
+        ("/tmp", "is not a libbpf source tree"),
     ],
 )
 def test_parse_bad(spec: str, complaint: str) -> None:
