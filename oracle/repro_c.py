@@ -180,7 +180,7 @@ def comment_text(text: str) -> str:
 
 
 @dataclass
-class _Plan:
+class Plan:
     """What the trace needs declared: one pass over the records before ``main``, and
     ``used`` (the helpers ``main`` calls) filled in while ``main`` is written."""
 
@@ -217,8 +217,8 @@ def elf_bytes(obj: ObjectSpec | bytes) -> bytes:
     return build_object(obj) if isinstance(obj, ObjectSpec) else bytes(obj)
 
 
-def _plan(trace: Trace) -> _Plan:
-    plan = _Plan()
+def plan_trace(trace: Trace) -> Plan:
+    plan = Plan()
     ops = [r.op for r in trace.records]
     has_callbacks = any(isinstance(op, Register) and op.opts is not None
                         and any(getattr(op.opts, kind) for kind, *_ in CALLBACK_KINDS)
@@ -252,7 +252,7 @@ def _plan(trace: Trace) -> _Plan:
     return plan
 
 
-def _plan_opts(plan: _Plan, opts: HandlerOpts, registration: int) -> None:
+def _plan_opts(plan: Plan, opts: HandlerOpts, registration: int) -> None:
     if is_standard(opts):
         plan.standard_opts = True
     else:
@@ -264,7 +264,7 @@ def _plan_opts(plan: _Plan, opts: HandlerOpts, registration: int) -> None:
             plan.callbacks[callback_name(plan, kind, cb, registration)] = (kind, cb.ret, reg)
 
 
-def callback_name(plan: _Plan, kind: str, cb: Callback, registration: int) -> str:
+def callback_name(plan: Plan, kind: str, cb: Callback, registration: int) -> str:
     short = next(s for k, s, _, _ in CALLBACK_KINDS if k == kind)
     if plan.records_calls:
         return f"{short}_h{registration}"
@@ -275,20 +275,25 @@ def callback_name(plan: _Plan, kind: str, cb: Callback, registration: int) -> st
 # the program's parts
 
 
-def _header(trace: Trace, title: str, summary: str, plan: _Plan) -> str:
+def provenance(trace: Trace) -> str:
+    """Where the trace comes from: the libbpf build, its origin and when (comment text)."""
     h = trace.header
     info = h.libbpf
     build = f"{info.variant} build" if info.variant not in ("system", "path") else info.variant
+    return (f"Recorded against libbpf {info.version} ({build})"
+            + (f", sha256 {info.so_sha256}" if info.so_sha256 else "")
+            + (f", {comment_text(info.path)}" if info.path else "")
+            + f"; trace origin {h.origin}"
+            + (f", seed {h.seed}" if h.seed is not None else "")
+            + f", created {h.created} by libbpf-sec-oracle {h.oracle_version}.")
+
+
+def _header(trace: Trace, title: str, summary: str, plan: Plan) -> str:
+    info = trace.header.libbpf
     lines = [comment_text(title), ""]
-    lines += _wrap(comment_text(summary)) or ["(no summary)"]
+    lines += wrap_comment(comment_text(summary)) or ["(no summary)"]
     lines += [""]
-    lines += _wrap(
-        f"Recorded against libbpf {info.version} ({build})"
-        + (f", sha256 {info.so_sha256}" if info.so_sha256 else "")
-        + (f", {comment_text(info.path)}" if info.path else "")
-        + f"; trace origin {h.origin}"
-        + (f", seed {h.seed}" if h.seed is not None else "")
-        + f", created {h.created} by libbpf-sec-oracle {h.oracle_version}.")
+    lines += wrap_comment(provenance(trace))
     if plan.checks_rc:
         lines += ["", "Each checked fact prints \"ok\" or \"FAIL ... expected X, got Y\";",
                   "the exit status is 1 if any fact failed, 0 otherwise."]
@@ -313,12 +318,12 @@ def _header(trace: Trace, title: str, summary: str, plan: _Plan) -> str:
     return f"/*\n{body}\n */"
 
 
-def _wrap(text: str) -> list[str]:
+def wrap_comment(text: str) -> list[str]:
     """Comment lines of at most 76 columns; paths and hashes are never split."""
     return textwrap.wrap(text, 76, break_long_words=False, break_on_hyphens=False)
 
 
-def _includes(plan: _Plan) -> str:
+def _includes(plan: Plan) -> str:
     names = ["errno.h", "stdio.h"]
     if "abort" in plan.faults or "prog_at" in plan.used or plan.calls_block:
         names.append("stdlib.h")
@@ -597,50 +602,61 @@ static void expect_calls(int op, int n, const struct call *expected)
 }"""
 
 
-def _prelude(plan: _Plan) -> str:
+#: the prelude parts that check facts by printing ``ok``/``FAIL`` (what a selftest's ASSERTs
+#: replace); the other parts are the harness helpers any program of the trace needs
+PRINTED_CHECKS: Final = frozenset({"facts", "rc", "out", "str", "u32", "prog_at", "expect_calls"})
+
+
+def prelude_parts(plan: Plan) -> list[tuple[str, str]]:
+    """The helpers ``main`` uses, in order, each as ``(key, C text)`` (see ``PRINTED_CHECKS``)."""
     used = plan.used
     parts = []
     if plan.checks_rc:
-        parts.append(_FACTS)
+        parts.append(("facts", _FACTS))
     if "rc" in used:
         names = ",\n".join(f'\t\t{{ {ERRNO_NAME[e]}, "{ERRNO_NAME[e]}" }}'
                            for e in sorted(plan.errnos))
-        parts.append("\n" + _RC_CHECK % names)
+        parts.append(("rc", "\n" + _RC_CHECK % names))
     if used & {"out", "count"}:
-        parts.append(_UNTOUCHED)
+        parts.append(("untouched", _UNTOUCHED))
     if "out" in used:
-        parts.append(_OUT_CHECK)
+        parts.append(("out", _OUT_CHECK))
     if "str" in used:
-        parts.append(_STR_CHECK)
+        parts.append(("str", _STR_CHECK))
     if "u32" in used:
-        parts.append(_U32_CHECK)
+        parts.append(("u32", _U32_CHECK))
     if plan.raw_opts:
-        parts.append(_PUT)
+        parts.append(("put", _PUT))
     if plan.standard_opts:
-        parts.append("\n_Static_assert(sizeof(struct libbpf_prog_handler_opts) == 40,\n"
-                     '\t       "the recorded opts are the 40-byte struct of libbpf 1.x");')
+        parts.append(("opts_size",
+                      "\n_Static_assert(sizeof(struct libbpf_prog_handler_opts) == 40,\n"
+                      '\t       "the recorded opts are the 40-byte struct of libbpf 1.x");'))
     if "open" in used:
-        parts.append(_OPEN)
+        parts.append(("open", _OPEN))
     if "count" in used:
-        parts.append(_COUNT)
+        parts.append(("count", _COUNT))
     if used & {"prog_at", "prog_or_null"}:
-        parts.append(_PROG_OR_NULL)
+        parts.append(("prog_or_null", _PROG_OR_NULL))
     if "prog_at" in used:
-        parts.append(_PROG_AT % (_PROG_AT_FAIL if plan.checks_rc else _PROG_AT_STOP))
+        parts.append(("prog_at", _PROG_AT % (_PROG_AT_FAIL if plan.checks_rc else _PROG_AT_STOP)))
     if "attach" in used:
-        parts.append(_ATTACH)
+        parts.append(("attach", _ATTACH))
     if plan.calls_block:
-        parts.append(_CALLS % max(16, plan.max_calls + 8))
+        parts.append(("calls", _CALLS % max(16, plan.max_calls + 8)))
         if plan.callbacks:
-            parts.append(_CALLED)
+            parts.append(("called", _CALLED))
         if used & {"expect_calls", "forget"}:
-            parts.append(_FORGET)
+            parts.append(("forget", _FORGET))
         if "expect_calls" in used:
-            parts.append(_EXPECT_CALLS)
-    return "\n".join(parts)
+            parts.append(("expect_calls", _EXPECT_CALLS))
+    return parts
 
 
-def _callbacks(plan: _Plan) -> str:
+def _prelude(plan: Plan) -> str:
+    return "\n".join(text for _, text in prelude_parts(plan))
+
+
+def callback_functions(plan: Plan) -> str:
     signature = {kind: params for kind, _, _, params in CALLBACK_KINDS}
     order = {kind: i for i, (kind, *_) in enumerate(CALLBACK_KINDS)}
 
@@ -657,7 +673,7 @@ def _callbacks(plan: _Plan) -> str:
     )
 
 
-def _elf_arrays(plan: _Plan) -> str:
+def elf_arrays(plan: Plan) -> str:
     arrays = []
     for data, (name, built) in plan.elf.items():
         if not data:  # ISO C has no empty array: a 1-byte one, passed with size 0
@@ -678,7 +694,7 @@ def _elf_arrays(plan: _Plan) -> str:
 
 
 @dataclass
-class _Object:
+class ObjectState:
     """What the trace recorded of one ``Open``'s object, for the harness conventions."""
 
     name: str
@@ -688,21 +704,36 @@ class _Object:
 
 
 @dataclass
-class _Emitter:
-    plan: _Plan
+class Emitter:
+    """Writes ``main``'s statements, one record at a time.
+
+    How a fact is checked is this class's hooks (``check_rc``, ``check_out``,
+    ``check_getter``, ``check_calls``, ``prog_at``), and how an op names a
+    handler or closes an object (``handler``, ``close``): a subclass with other
+    hooks writes the same calls with other checks (``oracle.selftest_c``).
+    """
+
+    plan: Plan
     registers: int = 0
-    objects: list[_Object] = field(default_factory=list)
+    objects: list[ObjectState] = field(default_factory=list)
     lines: list[str] = field(default_factory=list)
 
     def emit(self, line: str = "") -> None:
         self.lines.append(f"\t{line}" if line else "")
+
+    def run(self, trace: Trace) -> list[str]:
+        """The statements of every record of ``trace``; fills in ``plan.used``."""
+        for index, record in enumerate(trace.records):
+            self.record(index, record.op, record.answer)
+        return self.lines
 
     def record(self, index: int, op: Op, answer: Answer | None) -> None:
         if isinstance(op, Register):
             self._register(index, op, answer)
             self._calls(index, op, answer)
         elif isinstance(op, Unregister):
-            self._checked(index, answer, f"libbpf_unregister_prog_handler({_handler(op)})")
+            self.check_rc(index, op, answer,
+                          f"libbpf_unregister_prog_handler({self.handler(op)})")
             self._calls(index, op, answer)
         elif isinstance(op, ProgTypeByName | AttachTypeByName):
             self._lookup(index, op, answer)
@@ -714,13 +745,56 @@ class _Emitter:
         else:
             raise BadArgumentError(f"no C form for op {op!r}")
 
-    def _checked(self, index: int, answer: Answer | None, call: str, target: str = "") -> None:
+    # -- the hooks -------------------------------------------------------------
+
+    def check_rc(self, index: int, op: Op, answer: Answer | None, call: str,
+                 target: str = "") -> None:
+        """``call`` (its value assigned to ``target``), its rc checked if answered."""
         assign = f"{target} = " if target else ""
         if answer is None:
             self.emit(f"{assign}{call};")
         else:
             self.plan.used.add("rc")
             self.emit(f"{assign}EXPECT_RC({index}, {c_rc(answer.rc)}, {call});")
+
+    def check_out(self, index: int, op: Op, what: str, got: str, expected: str) -> None:
+        """Check an out-parameter (C expression ``got``) against ``expected``."""
+        self.plan.used.add("out")
+        self.emit(f'expect_out({index}, "{what}", {got}, {expected});')
+
+    def check_getter(self, index: int, op: Op, getter: str, is_str: bool, expected: str) -> None:
+        """Check what ``getter(prog)`` returns against ``expected`` (a C literal)."""
+        if is_str:
+            self.plan.used.add("str")
+            self.emit(f"EXPECT_STR({index}, {expected}, {getter}(prog));")
+        else:
+            self.plan.used.add("u32")
+            self.emit(f"EXPECT_U32({index}, {expected}, {getter}(prog));")
+
+    def check_calls(self, index: int, op: Op, calls: tuple[CallbackCall, ...]) -> None:
+        """Check the callback calls recorded since the last check against ``calls``."""
+        self.plan.used.add("expect_calls")
+        if not calls:
+            self.emit(f"expect_calls({index}, 0, NULL);")
+            return
+        self.emit(f"expect_calls({index}, {len(calls)}, (const struct call[]){{")
+        for call in calls:
+            self.emit(f"\t{call_literal(call)},")
+        self.emit("});")
+
+    def prog_at(self, index: int, op: Op, ref: ObjRef, prog: int) -> str:
+        """A C expression for the ``prog``-th program of ``ref``, which the trace had."""
+        self.plan.used.add("prog_at")
+        return f"prog_at({index}, {ref}, {prog})"
+
+    def handler(self, op: Unregister) -> str:
+        """The C argument of an ``Unregister``."""
+        return str(op.handler) if isinstance(op.handler, HandleRef) else c_int(op.handler)
+
+    def close(self, index: int, op: Close) -> None:
+        self.emit(f"bpf_object__close({op.obj});")
+
+    # -- the ops -----------------------------------------------------------------
 
     def _register(self, index: int, op: Register, answer: Answer | None) -> None:
         handle = self.registers
@@ -730,7 +804,8 @@ class _Emitter:
             opts = self._opts(index, op.opts, handle)
         call = (f"libbpf_register_prog_handler({c_string(op.sec)}, {c_u32(op.prog_type)},"
                 f" {c_u32(op.exp_attach_type)}, {opts})")
-        self._checked(index, answer, call, f"h{handle}" if handle in self.plan.handles else "")
+        self.check_rc(index, op, answer, call,
+                      f"h{handle}" if handle in self.plan.handles else "")
 
     def _opts(self, index: int, opts: HandlerOpts, registration: int) -> str:
         name = f"opts{index}"
@@ -772,13 +847,12 @@ class _Emitter:
         func = ("libbpf_prog_type_by_name" if isinstance(op, ProgTypeByName)
                 else "libbpf_attach_type_by_name")
         args = ", ".join([c_string(op.name), *(f"&{o}" for o in outs)])
-        self._checked(index, answer, f"{func}({args})")
+        self.check_rc(index, op, answer, f"{func}({args})")
         if answer is not None:
-            self.plan.used.add("out")
             for what, value in zip(outs, answer.out, strict=True):
                 assert not isinstance(value, bytes)  # lookups' outs are u32
                 expected = "UNTOUCHED" if value is None else c_u32(value)
-                self.emit(f'expect_out({index}, "{what}", {what}, {expected});')
+                self.check_out(index, op, what, what, expected)
 
     def _fault(self, op: Fault) -> None:
         if op.kind == "null_out":
@@ -811,16 +885,16 @@ class _Emitter:
             self.plan.used.add("prog_or_null")
             guard = f"(prog = prog_or_null({op.obj}, {op.prog}))"
             if not guarded:
-                prog = self._prog_at(index, op.obj, op.prog)
+                prog = self.prog_at(index, op, op.obj, op.prog)
         if isinstance(op, Close):
-            self.emit(f"bpf_object__close({op.obj});")
+            self.close(index, op)
             obj.is_open = False
             obj.why = f"closed by op {index}"
         elif isinstance(op, Load):
             self.plan.needs_root = True
-            self._checked(index, answer, f"bpf_object__load({op.obj})")
+            self.check_rc(index, op, answer, f"bpf_object__load({op.obj})")
         elif isinstance(op, ProgInfo):
-            self._prog_info(index, prog, answer, guarded)
+            self._prog_info(index, op, prog, answer, guarded)
         else:
             if isinstance(op, SetType):
                 call = f"bpf_program__set_type({prog}, {c_u32(op.prog_type)})"
@@ -830,7 +904,7 @@ class _Emitter:
                 self.plan.needs_root = True
                 self.plan.used.add("attach")
                 call = f"attach_program({prog})"
-            self._checked(index, answer, call)
+            self.check_rc(index, op, answer, call)
         self._calls(index, op, answer)
         if guarded:
             if not isinstance(op, Load | Close):
@@ -847,17 +921,17 @@ class _Emitter:
         array = self.plan.elf[data][0]
         size = f"sizeof({array})" if data else "0"
         self.plan.used.add("open")
-        self._checked(index, answer, f"open_object(&{name}, {array}, {size})")
+        self.check_rc(index, op, answer, f"open_object(&{name}, {array}, {size})")
         if answer is None:
-            self.objects.append(_Object(name, None))
+            self.objects.append(ObjectState(name, None))
         else:
             count = answer.out[0] if answer.out else None
             opened = answer.rc == 0
-            self.objects.append(_Object(name, opened, count if isinstance(count, int) else None,
+            self.objects.append(ObjectState(name, opened, count if isinstance(count, int) else None,
                                         "" if opened else f"its open (op {index}) failed"))
             if isinstance(count, int):
-                self.plan.used |= {"out", "count"}
-                self.emit(f'expect_out({index}, "programs", count_programs({name}), {count});')
+                self.plan.used.add("count")
+                self.check_out(index, op, "programs", f"count_programs({name})", str(count))
         self._calls(index, op, answer)
 
     def _convention(self, op: ProgInfo | SetType | SetAutoload | Load | Attach | Close,
@@ -880,27 +954,23 @@ class _Emitter:
                     f" {c_rc(NO_PROGRAM)}")
         return None
 
-    def _prog_at(self, index: int, ref: ObjRef, prog: int) -> str:
-        self.plan.used.add("prog_at")
-        return f"prog_at({index}, {ref}, {prog})"
-
-    def _prog_info(self, index: int, prog: str, answer: Answer | None, guarded: bool) -> None:
+    def _prog_info(self, index: int, op: ProgInfo, prog: str, answer: Answer | None,
+                   guarded: bool) -> None:
         """The getters, each checked when the answer has its value, else just called."""
         if not guarded:
             self.plan.used.add("prog_var")
-            self.emit(f"prog = {prog};")
+            if prog != "prog":
+                self.emit(f"prog = {prog};")
         outs = answer.out if answer is not None else (None,) * len(PROG_GETTERS)
         for (getter, is_str), value in zip(PROG_GETTERS, outs, strict=True):
             if value is None:
                 self.emit(f"{getter}(prog);")
             elif is_str:
                 assert isinstance(value, bytes)
-                self.plan.used.add("str")
-                self.emit(f"EXPECT_STR({index}, {c_string(value)}, {getter}(prog));")
+                self.check_getter(index, op, getter, True, c_string(value))
             else:
                 assert isinstance(value, int)
-                self.plan.used.add("u32")
-                self.emit(f"EXPECT_U32({index}, {c_u32(value)}, {getter}(prog));")
+                self.check_getter(index, op, getter, False, c_u32(value))
 
     def _calls(self, index: int, op: Op, answer: Answer | None) -> None:
         """Check (or, unanswered, forget) the callback calls an op made (record mode)."""
@@ -913,26 +983,16 @@ class _Emitter:
             return
         if not (isinstance(op, CALLING_OPS) or answer.calls):
             return
-        self.plan.used.add("expect_calls")
-        if not answer.calls:
-            self.emit(f"expect_calls({index}, 0, NULL);")
-            return
-        self.emit(f"expect_calls({index}, {len(answer.calls)}, (const struct call[]){{")
-        for call in answer.calls:
-            self.emit(f"\t{_call_literal(call)},")
-        self.emit("});")
+        self.check_calls(index, op, answer.calls)
 
 
-def _call_literal(call: CallbackCall) -> str:
+def call_literal(call: CallbackCall) -> str:
+    """A ``struct call`` initializer for ``call``."""
     return (f'{{ "{call.callback}", {call.registration}, {c_string(call.program)},'
             f" {c_string(call.section)}, {c_long(call.cookie)}, {c_int(call.ret)} }}")
 
 
-def _handler(op: Unregister) -> str:
-    return str(op.handler) if isinstance(op.handler, HandleRef) else c_int(op.handler)
-
-
-def _declarations(plan: _Plan) -> Iterator[str]:
+def _declarations(plan: Plan) -> Iterator[str]:
     if ProgTypeByName in plan.lookups:
         yield "enum bpf_prog_type prog_type;"
     if plan.lookups:
@@ -945,11 +1005,9 @@ def _declarations(plan: _Plan) -> Iterator[str]:
         yield "struct bpf_program *prog;"
 
 
-def _main(trace: Trace, plan: _Plan) -> str:
-    emitter = _Emitter(plan)
-    for index, record in enumerate(trace.records):
-        emitter.record(index, record.op, record.answer)
-    body = emitter.lines
+def _main(trace: Trace, plan: Plan) -> str:
+    emitter = Emitter(plan)
+    body = emitter.run(trace)
     emitter.lines = []
     for line in _declarations(plan):
         emitter.emit(line)
@@ -968,10 +1026,10 @@ def _main(trace: Trace, plan: _Plan) -> str:
 
 def emit_c(trace: Trace, *, title: str, summary: str) -> str:
     """The C reproducer of ``trace`` (see module rules)."""
-    plan = _plan(trace)
+    plan = plan_trace(trace)
     main = _main(trace, plan)  # first: it fills in ``plan.used``
-    parts = [_header(trace, title, summary, plan), _includes(plan), _elf_arrays(plan),
-             _prelude(plan), _callbacks(plan), main]
+    parts = [_header(trace, title, summary, plan), _includes(plan), elf_arrays(plan),
+             _prelude(plan), callback_functions(plan), main]
     return "\n\n".join(p.strip("\n") for p in parts if p) + "\n"
 
 

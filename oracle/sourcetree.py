@@ -16,8 +16,10 @@ Rules:
   copy's hash, so a build never mixes two states of a tree being edited: the
   cache entry is named by what was actually compiled.
 - The release is what libbpf's Makefile names the ``.so``
-  (``libbpf.so.X.Y.Z``): the highest ``LIBBPF_X.Y.Z`` version node of
-  ``src/libbpf.map``.  ``libbpf_register_prog_handler`` exists from 0.8.0 on;
+  (``libbpf.so.X.Y.Z``): its ``LIBBPF_MAJOR_VERSION``, ``_MINOR_`` and
+  ``_PATCH_VERSION`` (the Makefile checks major.minor against the highest
+  ``LIBBPF_X.Y.0`` node of ``src/libbpf.map``; that node is the fallback for a
+  Makefile without them).  ``libbpf_register_prog_handler`` exists from 0.8.0 on;
   a tree of an older release is refused.
 """
 
@@ -96,7 +98,27 @@ def snapshot(tree: Path, into: Path) -> str:
 
 
 def release_of(tree: Path) -> str:
-    """The release the tree builds (``src/libbpf.map``'s highest version node)."""
+    """The release the tree builds (module rules)."""
+    release = _makefile_release(tree) or _map_release(tree)
+    if release < FIRST_RELEASE:
+        text = ".".join(map(str, release))
+        raise LibbpfError(
+            f"{tree} is libbpf {text}: libbpf_register_prog_handler exists from 0.8.0 on"
+        )
+    return ".".join(map(str, release))
+
+
+def _makefile_release(tree: Path) -> tuple[int, ...] | None:
+    try:
+        text = (tree / "src" / "Makefile").read_text(errors="replace")
+    except OSError:
+        return None
+    parts = [re.search(rf"^LIBBPF_{part}_VERSION\s*:?=\s*(\d+)\s*$", text, re.MULTILINE)
+             for part in ("MAJOR", "MINOR", "PATCH")]
+    return tuple(int(m[1]) for m in parts if m) if all(parts) else None
+
+
+def _map_release(tree: Path) -> tuple[int, ...]:
     version_map = tree / "src" / "libbpf.map"
     try:
         text = version_map.read_text(errors="replace")
@@ -106,10 +128,4 @@ def release_of(tree: Path) -> str:
     nodes = [tuple(int(part) for part in m.groups()) for m in _MAP_NODE.finditer(text)]
     if not nodes:
         raise LibbpfError(f"{version_map} names no LIBBPF_X.Y.Z version node")
-    newest = max(nodes)
-    release = ".".join(map(str, newest))
-    if newest < FIRST_RELEASE:
-        raise LibbpfError(
-            f"{tree} is libbpf {release}: libbpf_register_prog_handler exists from 0.8.0 on"
-        )
-    return release
+    return max(nodes)

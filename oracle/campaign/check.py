@@ -14,6 +14,10 @@ Rules:
   on the same signature and only if they bring in no documented bug's cause the
   case lacked), confirmed on a fresh libbpf state, classified against the
   known-bug list, and written at once (``findings.write_finding``).
+- A known bug's cause stays in fresh cases after it is found (chained cases
+  steer around it); a failure that the model with that bug's ``fix`` answers
+  exactly means this build fixed it: no finding, the job's model takes the
+  fix, and the report lists the bug as fixed.
   A signature seen again only counts.  Once a known bug is found, generation
   steers around its trigger where it can (``MixedCases.avoid``), unless
   ``strict``.
@@ -42,15 +46,18 @@ from pathlib import Path
 from typing import Any
 
 from oracle import environment
+from oracle.campaign.compare import first_divergence
 from oracle.campaign.findings import Finding, write_finding
 from oracle.campaign.generate import CaseGenerator
-from oracle.campaign.known import affects, explain, known_bugs
+from oracle.campaign.known import KnownBug, affects, explain, known_bugs
 from oracle.campaign.lifecycle_gen import LifecycleGenerator
 from oracle.campaign.runner import CaseOutcome, Chain, Differential
 from oracle.environment import Environment
 from oracle.errors import OracleError
 from oracle.libbpf.worker import Worker
 from oracle.model.objects import NotModelledError
+from oracle.model.oracle import Oracle
+from oracle.model.versions import Profile, with_fixes
 from oracle.ops import Op
 
 
@@ -80,6 +87,8 @@ class JobStats:
     seconds: float = 0.0
     unmodelled: int = 0  # batches or cases dropped: the model cannot answer them
     findings: dict[str, Finding] = field(default_factory=dict)
+    #: known bugs this build answers as fixed (``KnownBug.fix``): id -> cases seen
+    fixed: dict[str, int] = field(default_factory=dict)
 
 
 def prepare(config: CheckConfig) -> Environment:
@@ -98,12 +107,9 @@ def check_writable_dir(path: Path, what: str) -> None:
         raise OracleError(f"{what} {path} is not writable")
 
 
-def new_finding(env: Environment, differential: Differential, outcome: CaseOutcome,
+def new_finding(env: Environment, confirmed: CaseOutcome, signature: str,
                 config: CheckConfig, seed: int) -> Finding:
-    """Shrink, confirm on a fresh state, classify and write one new finding."""
-    signature = outcome.signature
-    assert signature is not None
-    confirmed = differential.minimise(outcome, config.shrink_tries)
+    """Classify and write one new finding (its case already shrunk and confirmed)."""
     finding = Finding(signature, confirmed.kind, confirmed.summary(), confirmed,
                       known=explain(env.version, signature, list(confirmed.ops)), seeds=[seed])
     write_finding(config.findings, finding, env.info, seed)
@@ -131,15 +137,21 @@ class MixedCases:
         self.lifecycle = LifecycleGenerator(seed)
 
     def avoid(self, trigger: str) -> None:
-        """Stop generating what triggers a known bug already found in this run.
+        """Stop generating, in chained cases, what triggers a known bug already found.
 
         Every repeat would only crash the chain again (and restart it) and count
-        an already-written finding.
+        an already-written finding.  Fresh cases (``next(fresh=True)``) keep
+        generating it, so a build that fixed the bug is seen to answer as the
+        model's fixed profile does.
         """
         if trigger == "registers_empty_sec":
-            self.registry.allow_empty_sec = False
+            self.avoid_empty_sec = True
 
-    def next(self) -> list[Op]:
+    avoid_empty_sec = False
+
+    def next(self, *, fresh: bool = False) -> list[Op]:
+        self.registry.allow_empty_sec = not self.config.avoid_known and (
+            fresh or not self.avoid_empty_sec)
         if self.rng.random() >= self.config.lifecycle:
             return self.registry.case(self.config.max_ops)
         return self.lifecycle.sequence()
@@ -161,6 +173,15 @@ class Job:
         self.differential = differential
         self.cases = cases
         self.stats = JobStats()
+        self.chain: Chain | None = None
+
+    def adopt_fix(self, bug: KnownBug) -> None:
+        """This build has ``bug``'s fix: answer with it from now on (module rules)."""
+        self.stats.fixed[bug.id] = self.stats.fixed.get(bug.id, 0) + 1
+        model = with_fixes(self.differential.model, dict(bug.fix))
+        self.differential.model = model
+        if self.chain is not None:
+            self.chain.model = model  # its next restart (every failure ends a chain)
 
     def fresh(self, ops: list[Op]) -> None:
         """One case on a fresh libbpf process state."""
@@ -175,7 +196,11 @@ class Job:
             self.failed(outcome, None)
 
     def failed(self, outcome: CaseOutcome, case: Sequence[Op] | None) -> None:
-        """Count a failure; a new signature becomes a written finding."""
+        """Count a failure; a new signature becomes a written finding.
+
+        A failure that a known bug's fixed profile answers exactly is no failure:
+        this build has that fix, and the job's model takes it from now on.
+        """
         signature = outcome.signature
         assert signature is not None
         if signature in self.stats.findings:
@@ -186,10 +211,40 @@ class Job:
                 alone = self.differential.run(case)
                 if alone.signature == signature:
                     outcome = alone
-        finding = new_finding(self.env, self.differential, outcome, self.config, self.seed)
+                elif alone.failed:
+                    fixed = fixed_known_bug(self.differential.model, alone, self.env.bpf)
+                    if fixed is not None:
+                        self.adopt_fix(fixed)
+                        return
+        confirmed = self.differential.minimise(outcome, self.config.shrink_tries)
+        fixed = fixed_known_bug(self.differential.model, confirmed, self.env.bpf)
+        if fixed is not None:
+            self.adopt_fix(fixed)
+            return
+        finding = new_finding(self.env, confirmed, signature, self.config, self.seed)
         self.stats.findings[signature] = finding
         if finding.known is not None and not self.config.strict:
             self.cases.avoid(finding.known.trigger)
+
+
+def fixed_known_bug(model: Profile, outcome: CaseOutcome, bpf: bool) -> KnownBug | None:
+    """The known bug whose fix (``KnownBug.fix``) explains ``outcome`` exactly: its cause
+    is in the case, and the model with that fix gives every answer libbpf gave."""
+    if outcome.crash is not None or not outcome.actual:  # a chain's failure has no answers
+        return None
+    ops = list(outcome.ops)
+    answers = [r.answer for r in outcome.actual]
+    for bug in known_bugs():
+        if not bug.fix or not bug.triggered(model.version, ops):
+            continue
+        fixed = with_fixes(model, dict(bug.fix))
+        if fixed is model:
+            continue
+        with contextlib.suppress(NotModelledError):
+            expected = Oracle(fixed, bpf=bpf).run(ops)
+            if first_divergence(ops, expected, answers) is None:
+                return bug
+    return None
 
 
 @contextlib.contextmanager
@@ -223,6 +278,7 @@ def run_job(env: Environment, config: CheckConfig, job: int,
         job_ = Job(env, config, seed, Differential(fresh, env.profile, bpf=env.bpf), cases)
         stats = job_.stats
         chain = Chain(chained, env.profile, anchor=needs_anchor(env.version), bpf=env.bpf)
+        job_.chain = chain
 
         def batches() -> Iterator[Iterator[list[Op]]]:
             while budget_left(stats):
@@ -238,7 +294,7 @@ def run_job(env: Environment, config: CheckConfig, job: int,
             if result.failure is not None:
                 job_.failed(result.failure, result.case)
             if number % config.fresh_every == 0 and budget_left(stats):  # empty-state paths
-                job_.fresh(cases.next())
+                job_.fresh(cases.next(fresh=True))
             stats.seconds = time.monotonic() - start
             if progress is not None:
                 progress(stats)
@@ -272,6 +328,8 @@ def run_check(config: CheckConfig, progress: ProgressFn | None = None,
     for result in results:
         merged.cases += result.cases
         merged.ops += result.ops
+        for bug_id, count in result.fixed.items():
+            merged.fixed[bug_id] = merged.fixed.get(bug_id, 0) + count
         for signature, finding in result.findings.items():
             if signature in merged.findings:
                 merged.findings[signature].count += finding.count
@@ -282,8 +340,9 @@ def run_check(config: CheckConfig, progress: ProgressFn | None = None,
 
 
 def exit_status(stats: JobStats, strict: bool) -> int:
+    """1 for a confirmed finding that is not a known bug (any confirmed one if strict)."""
     for finding in stats.findings.values():
-        if finding.known is None or strict:
+        if finding.outcome.confirmed and (finding.known is None or strict):
             return 1
     return 0
 

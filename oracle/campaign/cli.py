@@ -40,8 +40,13 @@ def run(args: argparse.Namespace) -> int:
     print(progress.text(stats))
     for finding in stats.findings.values():
         label = f"known {finding.known.id}" if finding.known else "NEW"
+        if not finding.outcome.confirmed:
+            label = "unconfirmed: not reproduced on a fresh state"
         print(f"  [{label}] {finding.signature} x{finding.count}: {finding.summary}")
         print(f"      {finding.directory}")
+    for bug_id, count in sorted(stats.fixed.items()):
+        print(f"  [fixed {bug_id}] this build answers as {bug_id}'s fix does"
+              f" ({count} cases with its cause; the model took the fix)")
     data = report_data(env, config, stats)
     if args.report is not None:
         write_json(args.report, data)

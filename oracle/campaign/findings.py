@@ -5,6 +5,7 @@ Layout under ``--findings DIR``::
     DIR/<slug>/finding.json   machine-readable: signature, kind, summary, known, libbpf, paths
     DIR/<slug>/trace.jsonl    the minimal trace, with libbpf's answers (none for a crash)
     DIR/<slug>/repro.c        standalone reproducer: cc repro.c -lbpf && ./a.out
+    DIR/<slug>/selftest.c     the same as a libbpf prog_tests selftest (test_<name>)
     DIR/<slug>/summary.md     what a bug report needs, in prose
 
 Rules:
@@ -35,6 +36,7 @@ from oracle.campaign.runner import CaseOutcome
 from oracle.errors import OracleError
 from oracle.ops import OP_NAMES, Answer, Op
 from oracle.repro_c import emit_c
+from oracle.selftest_c import emit_selftest, selftest_name
 from oracle.traces import LibbpfInfo, Record, Trace, TraceHeader, encode_op, write_trace
 
 
@@ -64,6 +66,7 @@ class Finding:
             "signature": self.signature,
             "summary": self.summary,
             "known": self.known.id if self.known else None,
+            "confirmed": self.outcome.confirmed,
             "count": self.count,
             "ops": len(self.outcome.ops),
             "sanitizer": crash.sanitizer if crash else None,
@@ -83,6 +86,7 @@ def describe_ops(ops: tuple[Op, ...], expected: tuple[Answer, ...]) -> list[str]
 
 def summary_markdown(finding: Finding, libbpf: LibbpfInfo) -> str:
     outcome = finding.outcome
+    name = selftest_name(slug(finding.signature))
     lines = [
         f"# {finding.summary}",
         "",
@@ -106,7 +110,10 @@ def summary_markdown(finding: Finding, libbpf: LibbpfInfo) -> str:
                   f"- message: {crash.message}", "", "```", *crash.frames, "```", ""]
     lines += ["## Reproduce", "", "```sh", "cc repro.c -lbpf -o repro && ./repro",
               "sec-oracle replay trace.jsonl            # against the oracle",
-              "```", ""]
+              "```", "",
+              "As a libbpf selftest for the fix's patch: drop selftest.c into"
+              f" tools/testing/selftests/bpf/prog_tests/ as {name}.c"
+              f" (`./test_progs -t {name}`).", ""]
     return "\n".join(lines)
 
 
@@ -144,6 +151,9 @@ def _write_files(tmp: Path, finding: Finding, libbpf: LibbpfInfo, seed: int | No
     expected = Trace(header, tuple(Record(op, a) for op, a in zip(outcome.ops, outcome.expected,
                                                                     strict=True)))
     (tmp / "repro.c").write_text(emit_c(expected, title=finding.signature, summary=finding.summary))
+    (tmp / "selftest.c").write_text(emit_selftest(
+        expected, name=selftest_name(slug(finding.signature)), title=finding.signature,
+        summary=finding.summary))
     (tmp / "summary.md").write_text(summary_markdown(finding, libbpf))
     data = finding.as_report() | {
         "trace": "trace.jsonl", "reproducer": "repro.c",

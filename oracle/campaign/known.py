@@ -2,9 +2,15 @@
 
 Rules:
 - The entries are data (``corpus/known-findings.json``): an id, a title, the
-  releases affected, a regular expression over finding signatures, and the
-  name of a trigger predicate defined here.
-- A finding is known when its release is listed, its signature matches, and
+  first release with the bug, the release that fixed it (with the stable
+  releases it was backported to) or null, a regular expression over finding
+  signatures, the name of a trigger predicate defined here, and optionally
+  ``fix``: the ``Profile`` fields of a build that has fixed it.
+- A release is affected from ``first`` until ``fixed`` (``versions.since``, so
+  a backport counts on its own minor line).  A release or tree past every
+  known one is affected unless a fix is recorded: on libbpf's master a known
+  bug is reported as known and still present, not as new.
+- A finding is known when its release is affected, its signature matches, and
   the trigger holds for its *minimal* ops: the signature says what broke, the
   trigger says the documented cause is present.  Plain builds crash without
   frames, so the trigger is what tells a known heap corruption from a new one.
@@ -23,6 +29,7 @@ from typing import Final
 
 from oracle.errors import OracleError
 from oracle.model.oracle import Oracle
+from oracle.model.versions import since
 from oracle.ops import Close, Op, Open, Register, Unregister
 
 KNOWN_FILE: Final = Path(__file__).resolve().parents[2] / "corpus" / "known-findings.json"
@@ -76,17 +83,37 @@ TRIGGERS: Final[dict[str, Callable[[Sequence[Op]], bool]]] = {
 
 
 @dataclass(frozen=True)
+class Fixed:
+    """Where a known bug was fixed: a main-line release and its stable backports."""
+
+    release: str
+    backports: tuple[str, ...] = ()
+    commit: str = ""
+    subject: str = ""
+
+
+@dataclass(frozen=True)
 class KnownBug:
     id: str
     title: str
-    versions: tuple[str, ...]
+    first: str  # the first release with the bug
+    fixed: Fixed | None  # where it was fixed, or None
     signature: re.Pattern[str]
     trigger: str
     doc: str
+    #: Profile fields of a build without the bug (``versions.with_fixes``)
+    fix: tuple[tuple[str, bool], ...] = ()
+
+    def affects(self, version: str) -> bool:
+        """The release ``version`` has this bug (module rules)."""
+        if not since(version, self.first):
+            return False
+        return self.fixed is None or not since(version, self.fixed.release,
+                                               self.fixed.backports)
 
     def triggered(self, version: str, ops: Sequence[Op]) -> bool:
         """``ops`` contain this bug's documented cause, on a release it affects."""
-        return version in self.versions and TRIGGERS[self.trigger](ops)
+        return self.affects(version) and TRIGGERS[self.trigger](ops)
 
     def explains(self, version: str, signature: str, ops: Sequence[Op]) -> bool:
         return self.signature.fullmatch(signature) is not None and self.triggered(version, ops)
@@ -101,10 +128,15 @@ def known_bugs(path: Path | None = None) -> tuple[KnownBug, ...]:
             KnownBug(
                 id=e["id"],
                 title=e["title"],
-                versions=tuple(e["versions"]),
+                first=_release(e["first"]),
+                fixed=None if e["fixed"] is None else Fixed(
+                    _release(e["fixed"]["release"]),
+                    tuple(_release(b) for b in e["fixed"].get("backports", [])),
+                    e["fixed"].get("commit", ""), e["fixed"].get("subject", "")),
                 signature=re.compile(e["signature"]),
                 trigger=e["trigger"] if e["trigger"] in TRIGGERS else _bad(e["trigger"]),
                 doc=e["doc"],
+                fix=tuple(sorted((str(k), bool(v)) for k, v in e.get("fix", {}).items())),
             )
             for e in entries
         )
@@ -114,6 +146,12 @@ def known_bugs(path: Path | None = None) -> tuple[KnownBug, ...]:
 
 def _bad(trigger: str) -> str:
     raise ValueError(f"unknown trigger {trigger!r}")
+
+
+def _release(text: object) -> str:
+    if not isinstance(text, str) or re.fullmatch(r"\d+\.\d+\.\d+", text) is None:
+        raise ValueError(f"not a release X.Y.Z: {text!r}")
+    return text
 
 
 def explain(version: str, signature: str, ops: Sequence[Op]) -> KnownBug | None:
@@ -126,7 +164,7 @@ def explain(version: str, signature: str, ops: Sequence[Op]) -> KnownBug | None:
 
 def affects(version: str, trigger: str) -> bool:
     """A documented bug of ``version`` has this trigger (what generators steer around)."""
-    return any(version in bug.versions and bug.trigger == trigger for bug in known_bugs())
+    return any(bug.affects(version) and bug.trigger == trigger for bug in known_bugs())
 
 
 def triggered_bugs(version: str, ops: Sequence[Op]) -> frozenset[str]:

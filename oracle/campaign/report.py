@@ -47,6 +47,8 @@ def report_data(env: Environment, config: CheckConfig, stats: JobStats) -> dict[
         "seconds": round(stats.seconds, 3),
         "ops_per_s": round(stats.ops / stats.seconds, 1) if stats.seconds else 0.0,
         "findings": [f.as_report() for f in stats.findings.values()],
+        #: known bugs this build answered as fixed (the model with the bug's fix held)
+        "known_bugs_fixed": sorted(stats.fixed),
         "unexplained": sum(1 for f in stats.findings.values() if f.known is None),
         "exit_status": exit_status(stats, config.strict),
     }

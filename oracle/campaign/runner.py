@@ -94,6 +94,8 @@ class CaseOutcome:
     actual: tuple[OpResult, ...]
     divergence: Divergence | None = None
     crash: CrashEvent | None = None
+    #: False when a fresh run of the case did not fail the same way (flaky)
+    confirmed: bool = True
 
     @property
     def failed(self) -> bool:
@@ -145,7 +147,9 @@ class Differential:
     def minimise(self, outcome: CaseOutcome, max_tries: int) -> CaseOutcome:
         """``outcome``'s case shrunk (``shrink.shrink``, same signature only, never bringing
         in a documented bug's cause the case lacked) and run again on a fresh state to
-        confirm; ``outcome`` itself if the minimal case does not fail the same way there."""
+        confirm.  If the minimal case does not fail the same way there, the case as it
+        was, run on a fresh state, marked ``confirmed=False`` (a flaky failure: never a
+        finding that fails the run)."""
         signature = outcome.signature
         assert signature is not None
         ops = list(outcome.ops)
@@ -154,7 +158,11 @@ class Differential:
         failing = without_new_known_causes(self.version, ops, self.signature)
         minimal = shrink(ops, signature, failing, max_tries=max_tries)
         confirmed = self.run(minimal)  # run_fresh: a fresh copy of the pristine child
-        return confirmed if confirmed.signature == signature else outcome
+        if confirmed.signature == signature:
+            return confirmed
+        again = self.run(ops)
+        return dataclasses.replace(again, divergence=outcome.divergence, crash=outcome.crash,
+                                   confirmed=False)
 
     def signature(self, ops: list[Op]) -> str | None:
         """The shrinker's predicate: this case's signature on a fresh process (None for

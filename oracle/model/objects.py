@@ -35,9 +35,10 @@ Rules:
   handler; else type and attach type from the handler, and its
   ``prog_setup_fn(prog, cookie)`` if any; a negative return fails the open
   with that value (the calls made so far are still reported).
-- ``set_type``: -EBUSY once a load was attempted; 1.1.2 only stores the type;
-  with ``Profile.set_type_drops_handler`` an unchanged type is a no-op and a
-  changed one drops the handler unless it is the fallback.
+- ``set_type``: -EBUSY once a load was attempted; then, by
+  ``Profile.set_type_resets_handler``: ``never`` only stores the type,
+  ``always`` also drops the handler, ``when_changed``: an unchanged type is a
+  no-op and a changed one drops the handler unless it is the fallback.
   ``set_autoload``: -EINVAL once a load was attempted, else 0.
 - Load (``bpf_object_load``): a second attempt is -EINVAL with nothing
   called; the first marks the object loaded whatever happens.  Programs load
@@ -455,11 +456,14 @@ class Objects:
         """``bpf_program__set_type``: -EBUSY after a load attempt, else 0 (module rules)."""
         if obj.load_attempted:
             return -errno.EBUSY
-        if self.release.set_type_drops_handler:
+        resets = self.release.set_type_resets_handler
+        if resets == "when_changed":
             if prog.prog_type == prog_type:
                 return 0
             if not (isinstance(prog.binding, Handler) and prog.binding.sec is None):
                 prog.binding = None
+        elif resets == "always":
+            prog.binding = None
         prog.prog_type = prog_type
         return 0
 

@@ -6,18 +6,21 @@ Rules:
   the table generated from a source tree) and the value of each named
   behaviour.  The model reads these fields; nowhere else asks "which version
   is this?".  A tree needs no entry in any list: ``profile_for(table)``.
-- Each behaviour is one ``Behaviour`` row in ``BEHAVIOURS``: the ``Profile``
-  field it sets, the libbpf function it follows, its value before and from
-  ``first_release`` on, and the upstream commit that introduced the new
-  value.  A release takes, for each row, ``since`` if it is at or after
-  ``first_release``, else ``before``; so a release past the newest one known
-  takes the newest behaviour.  The cut points are data and a test checks each
-  against the recorded conformance corpus (``corpus/traces/<release>/``).
+- Each value a behaviour has had is one ``Behaviour`` row in ``BEHAVIOURS``:
+  the ``Profile`` field, the libbpf function it follows, the first release
+  with that value and the upstream commit that brought it (the API's first
+  release, 0.8.0, has a row for every field), plus the patch releases of
+  older minor lines that got it as a backport (``since``).  A release takes,
+  per field, the value of its last row that holds there; so a release past
+  the newest one known takes the newest behaviour.  The cut points are data; a test
+  checks them against the recorded conformance corpus
+  (``corpus/traces/<release>/``) and docs/versions.md lists them.
 - ``VERIFIED`` lists the releases whose answers were recorded from a real
   build of that release and replay against the model.  A profile's ``status``
-  is ``verified`` when its release's major.minor is verified, else
-  ``inferred from X``: X the newest verified release not after it (or the
-  oldest verified one, for an older release).
+  is ``verified`` when its release is, else ``inferred from X``: X the newest
+  verified release not after it (or the oldest verified one, for an older
+  release).  Patch releases count apart: backports change behaviour inside a
+  minor line (1.4.0 and 1.4.2 differ).
 - The matching rules, the registry and ``OPTS_VALID`` are the same in every
   release from 0.8.0 on, but for bugs fixed along the way
   (``docs/known-bugs.md``; ``oracle.campaign.known`` says where each applies).
@@ -33,6 +36,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -45,35 +49,67 @@ LIBBPF_PREPARE_PROG_LOAD = "libbpf_prepare_prog_load"
 
 @dataclass(frozen=True)
 class Behaviour:
-    """One release-dependent behaviour and where upstream changed it."""
+    """One value of a release-dependent behaviour, from the release that brought it."""
 
     field: str  # the Profile field
     function: str  # the libbpf function it follows
-    before: bool  # the value in releases before first_release
-    since: bool  # the value from first_release on
-    first_release: str  # the first upstream release with ``since``
-    commit: str  # the upstream commit that changed it
-    subject: str  # that commit's subject line
+    first_release: str  # the first upstream release with ``value``
+    value: object  # the field's value from ``first_release`` on (until a later row)
+    commit: str  # the upstream commit that brought it ("" for the API's first release)
+    subject: str  # that commit's subject line, or what the first release does
+    #: patch releases of older minor lines that got the change as a backport
+    backports: tuple[str, ...] = ()
+
+    def holds(self, version: str) -> bool:
+        """The row applies to ``version`` (``since``'s rule, with its backports)."""
+        return since(version, self.first_release, self.backports)
 
 
-#: every release-dependent behaviour, with its cut point (see the module rules)
+def since(version: str, first: str, backports: Sequence[str] = ()) -> bool:
+    """``version`` has a change that came in ``first`` on the main line and in each of
+    ``backports`` on its own minor line (a stable release: ``1.4.2`` for ``1.4.x``)."""
+    release = release_tuple(version)
+    if release >= release_tuple(first):
+        return True
+    return any(release[:2] == release_tuple(b)[:2] and release >= release_tuple(b)
+               for b in backports)
+
+
+#: the API's first release (libbpf_register_prog_handler: LIBBPF_0.8.0)
+FIRST_RELEASE: Final = "0.8.0"
+
+#: every release-dependent behaviour, one row per value, oldest first per field; each
+#: row read at the release tags named in docs/versions.md (module rules)
 BEHAVIOURS: Final[tuple[Behaviour, ...]] = (
-    Behaviour(
-        "text_program_when_alone", "prog_is_subprog", True, False, "1.5.0",
-        "", "(cut point read from releases 1.4.6 and 1.5.0; commit not yet named)"),
-    Behaviour(
-        "set_type_drops_handler", "bpf_program__set_type", False, True, "1.4.0",
-        "", "(cut point read from releases 1.1.2 and 1.4.6; commit not yet named)"),
-    Behaviour(
-        "attach_requires_fd", "bpf_program__attach", False, True, "1.4.0",
-        "", "(cut point read from releases 1.1.2 and 1.4.6; commit not yet named)"),
-    Behaviour(
-        "struct_ops_rejected_early", "bpf_object_load_prog", False, True, "1.4.0",
-        "", "(cut point read from releases 1.1.2 and 1.4.6; commit not yet named)"),
+    Behaviour("text_program_when_alone", "prog_is_subprog", FIRST_RELEASE, True, "",
+              "a .text function is an entry program when it is the object's only program"),
+    Behaviour("text_program_when_alone", "prog_is_subprog", "1.5.0", False,
+              "ac9ced9eb3d344407ba78976f3e88276453c8eaf",
+              "libbpf: never interpret subprogs in .text as entry programs",
+              backports=("1.3.4", "1.4.7")),
+    Behaviour("set_type_resets_handler", "bpf_program__set_type", FIRST_RELEASE, "never", "",
+              "only prog->type is stored; the handler and its callbacks are kept"),
+    Behaviour("set_type_resets_handler", "bpf_program__set_type", "1.2.0", "always",
+              "3fd6eebb2d4d10546f0dc89cbc14ad110c4e5717",
+              "libbpf: disassociate section handler on explicit bpf_program__set_type() call"),
+    Behaviour("set_type_resets_handler", "bpf_program__set_type", "1.3.0", "when_changed",
+              "1743bd1e402930ef26e0fe7ab7e013b6931af2cc",
+              "libbpf: only reset sec_def handler when necessary", backports=("1.2.2",)),
+    Behaviour("attach_requires_fd", "bpf_program__attach", FIRST_RELEASE, False, "",
+              "prog_attach_fn is called for a program that was never loaded"),
+    Behaviour("attach_requires_fd", "bpf_program__attach", "1.4.0", True,
+              "7cfc3659953cae15b0292e279e570d597685c1b5",
+              "libbpbpf: Check bpf_map/bpf_program fd validity"),
+    Behaviour("struct_ops_rejected_early", "bpf_object_load_prog", FIRST_RELEASE, False, "",
+              "only BPF_PROG_TYPE_UNSPEC is rejected before prog_prepare_load_fn"),
+    Behaviour("struct_ops_rejected_early", "bpf_object_load_prog", "1.5.0", True,
+              "e5146eff759a8bdce65c4391e6ba321d3dec0107",
+              "libbpf: improve early detection of doomed-to-fail BPF program loading",
+              backports=("1.4.2",)),
 )
 
 #: releases whose answers were recorded from a real build (corpus/traces/<release>/)
-VERIFIED: Final[tuple[str, ...]] = ("1.1.2", "1.4.6", "1.5.0", "1.7.0")
+VERIFIED: Final[tuple[str, ...]] = ("1.0.3", "1.1.2", "1.2.3", "1.4.6", "1.5.0", "1.7.0")
 
 
 @dataclass(frozen=True)
@@ -93,10 +129,11 @@ class Profile:
     #: object's only function (``&& obj->nr_programs > 1``); later every
     #: ``.text`` function is a subprogram.
     text_program_when_alone: bool = False
-    #: ``bpf_program__set_type``: an unchanged type is a no-op, a changed one
-    #: resets ``prog->sec_def`` unless it is the fallback.  Before, it only
-    #: stores the type and keeps the handler (and its callbacks).
-    set_type_drops_handler: bool = True
+    #: ``bpf_program__set_type`` (after its -EBUSY check): ``never`` only
+    #: stores the type and keeps the handler (and its callbacks); ``always``
+    #: also resets ``prog->sec_def``; ``when_changed``: an unchanged type is a
+    #: no-op, a changed one resets ``prog->sec_def`` unless it is the fallback.
+    set_type_resets_handler: str = "when_changed"
     #: ``bpf_program__attach``: "can't attach BPF program without FD (was it
     #: loaded?)" -EINVAL, checked after -EOPNOTSUPP and before
     #: ``prog_attach_fn``.  Before, ``prog_attach_fn`` is called anyway.
@@ -132,18 +169,20 @@ def release_tuple(version: str) -> tuple[int, ...]:
 def status(version: str) -> str:
     """``verified`` or ``inferred from X`` for a release (module rules)."""
     release = release_tuple(version)
-    if any(release_tuple(v)[:2] == release[:2] for v in VERIFIED):
+    if version in VERIFIED:
         return "verified"
     ordered = sorted(VERIFIED, key=release_tuple)
     before = [v for v in ordered if release_tuple(v) <= release]
     return f"inferred from {(before or ordered)[-1]}"
 
 
-def behaviour_values(version: str) -> dict[str, bool]:
-    """Each behaviour field's value for a release."""
-    release = release_tuple(version)
-    return {b.field: b.since if release >= release_tuple(b.first_release) else b.before
-            for b in BEHAVIOURS}
+def behaviour_values(version: str) -> dict[str, Any]:
+    """Each behaviour field's value for a release: its last row that holds there."""
+    values: dict[str, Any] = {}
+    for row in BEHAVIOURS:
+        if row.field not in values or row.holds(version):
+            values[row.field] = row.value
+    return values
 
 
 @functools.cache

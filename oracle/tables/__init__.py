@@ -186,6 +186,8 @@ def origin_of(document: Mapping[str, Any]) -> str:
     if document.get("debian_version"):
         return f"Debian {document['debian_version']}"
     source = document.get("source", {})
+    if source.get("upstream_commit"):
+        return f"upstream {document['libbpf_version']} (commit {source['upstream_commit'][:12]})"
     return f"tree {source.get('tree')} (source {str(source.get('tree_sha256'))[:12]})"
 
 

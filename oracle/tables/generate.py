@@ -750,13 +750,25 @@ def locate(version: str, source: Path | None, orig: Path | None) -> tuple[Path, 
     return tree, orig
 
 
-def generate(version: str, source: Path | None, orig: Path | None, out: Path) -> Path:
-    """Write ``out/libbpf-<version>.json``; returns its path."""
+def generate(version: str, source: Path | None, orig: Path | None, out: Path,
+             upstream: str | None = None) -> Path:
+    """Write ``out/libbpf-<version>.json``; returns its path.
+
+    ``upstream``: the tree ``source`` is the upstream release ``version`` at this
+    git commit (not one of Debian's sources); recorded as the table's provenance.
+    """
     from oracle.libbpf.debsrc import check_release
 
-    debian_version = check_release(version)
-    tree, orig = locate(version, source, orig)
-    document = build_table(version, tree, orig, debian_version)
+    if upstream is not None:
+        if source is None:
+            raise OracleError("--upstream needs --source, the tree of that commit")
+        tree, orig = locate(version, source, orig)
+        document = build_table(version, tree, orig, None)
+        document["source"]["upstream_commit"] = upstream
+    else:
+        debian_version = check_release(version)
+        tree, orig = locate(version, source, orig)
+        document = build_table(version, tree, orig, debian_version)
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"libbpf-{version}.json"
     path.write_text(dump(document) + "\n")
@@ -781,6 +793,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--source", type=Path, help="an unpacked tree, or a directory of <version>/ trees"
     )
     parser.add_argument("--orig", type=Path, help="the orig tarball of the single --version")
+    parser.add_argument("--upstream", metavar="COMMIT", default=None,
+                        help="--source is upstream libbpf's tree of the release --version at"
+                        " this git commit (not a Debian source)")
     parser.add_argument(
         "--out", type=Path, default=DATA_DIR, help="output directory (default: package data)"
     )
@@ -797,7 +812,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         for version in args.versions:
-            path = generate(version, args.source, args.orig, args.out)
+            path = generate(version, args.source, args.orig, args.out, args.upstream)
             print(f"wrote {path}")
     except OracleError as exc:
         sys.stderr.write(f"generate: error: {exc}\n")

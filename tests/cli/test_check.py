@@ -60,4 +60,4 @@ def test_known_libbpf_bug_is_reported_but_passes_unless_strict(tmp_path: Path) -
     assert strict == 1
     finding_dir = Path(kb1[0]["trace"]).parent
     assert {p.name for p in finding_dir.iterdir()} == {"finding.json", "trace.jsonl", "repro.c",
-                                                       "summary.md"}
+                                                       "selftest.c", "summary.md"}

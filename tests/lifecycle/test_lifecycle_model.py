@@ -154,7 +154,7 @@ def test_set_type_keeps_or_drops_the_handler(version: str) -> None:
     assert answers[2:4] == [Answer(0), Answer(0)]
     load, attach = answers[4:]
     second = cb("prog_prepare_load_fn", 0, b"prog1", b"a")
-    if profile(version).set_type_drops_handler:
+    if profile(version).set_type_resets_handler != "never":
         assert load == Answer(0, (), (second,))  # prog0 lost its handler, prog1 did not
         assert attach == Answer(-errno.EOPNOTSUPP)
     else:

@@ -14,7 +14,7 @@ from pathlib import Path
 import coverage
 import pytest
 
-from oracle.model.versions import profile, profile_for
+from oracle.model.versions import VERIFIED, profile, profile_for
 from oracle.replay import replay
 from oracle.tables import known_versions
 
@@ -40,7 +40,7 @@ def traces(version: str) -> list[Path]:
     return sorted((CORPUS / version).glob("*.jsonl"))
 
 
-@pytest.mark.parametrize("version", known_versions())
+@pytest.mark.parametrize("version", VERIFIED)
 def test_corpus_conforms_on_the_oracle(version: str) -> None:
     paths = traces(version)
     assert paths, f"no recorded corpus for {version}"
@@ -60,7 +60,7 @@ def model_functions() -> list[tuple[str, str, int, int]]:
     return found
 
 
-@pytest.mark.parametrize("version", known_versions())
+@pytest.mark.parametrize("version", VERIFIED)
 def test_corpus_reaches_every_rule(version: str) -> None:
     cov = coverage.Coverage(data_file=None, include=[str(MODEL / "*.py")])
     profile.cache_clear()  # so building the release profile runs under coverage too
@@ -78,3 +78,9 @@ def test_corpus_reaches_every_rule(version: str) -> None:
         and not executed.get(name, set()) & set(range(first, last + 1))
     ]
     assert not missed, f"rules the {version} corpus never reaches: {missed}"
+
+
+def test_every_verified_release_has_a_table_and_a_corpus() -> None:
+    for version in VERIFIED:
+        assert version in known_versions(), f"verified {version} has no shipped table"
+        assert traces(version), f"verified {version} has no recorded corpus"

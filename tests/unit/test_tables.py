@@ -19,9 +19,12 @@ from oracle.tables import SecDef, Table, known_versions, load_table, table_json
 from oracle.tables import generate as gen
 
 SRC = Path("/tmp/src")
-VERSIONS = ("1.1.2", "1.4.6", "1.5.0", "1.7.0")
+#: Debian's four releases, plus upstream releases generated from their tags
+VERSIONS = ("0.8.3", "1.0.3", "1.1.2", "1.2.3", "1.3.4", "1.4.6", "1.4.7", "1.5.0", "1.5.1",
+            "1.6.3", "1.7.0")
 #: SEC_DEF( occurrences inside section_defs[] of each release
-ENTRY_COUNTS = {"1.1.2": 81, "1.4.6": 100, "1.5.0": 101, "1.7.0": 105}
+ENTRY_COUNTS = {"0.8.3": 78, "1.0.3": 81, "1.1.2": 81, "1.2.3": 82, "1.3.4": 99, "1.4.6": 100,
+                "1.4.7": 100, "1.5.0": 101, "1.5.1": 101, "1.6.3": 103, "1.7.0": 105}
 
 
 def by_sec(table: Table, sec: bytes) -> SecDef:
@@ -105,7 +108,7 @@ def test_unknown_version_names_nearest() -> None:
     with pytest.raises(UnknownVersionError) as info:
         load_table("1.6.0")
     assert str(info.value) == (
-        "no table for libbpf 1.6.0; nearest known is 1.5.0 (known: 1.1.2, 1.4.6, 1.5.0, 1.7.0)"
+        f"no table for libbpf 1.6.0; nearest known is 1.6.3 (known: {', '.join(VERSIONS)})"
     )
     for near_miss in ("1.7", "v1.7.0", "1.7.1", "2.0"):
         with pytest.raises(UnknownVersionError, match=r"nearest known is 1\.7\.0 "):
