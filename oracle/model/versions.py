@@ -109,7 +109,8 @@ BEHAVIOURS: Final[tuple[Behaviour, ...]] = (
 )
 
 #: releases whose answers were recorded from a real build (corpus/traces/<release>/)
-VERIFIED: Final[tuple[str, ...]] = ("1.0.3", "1.1.2", "1.2.3", "1.4.6", "1.5.0", "1.7.0")
+VERIFIED: Final[tuple[str, ...]] = ("1.0.3", "1.1.2", "1.2.3", "1.3.4", "1.4.6", "1.4.7",
+                                    "1.5.0", "1.5.1", "1.6.3", "1.7.0")
 
 
 @dataclass(frozen=True)
@@ -173,7 +174,7 @@ def status(version: str) -> str:
         return "verified"
     ordered = sorted(VERIFIED, key=release_tuple)
     before = [v for v in ordered if release_tuple(v) <= release]
-    return f"inferred from {(before or ordered)[-1]}"
+    return f"inferred from {before[-1] if before else ordered[0]}"
 
 
 def behaviour_values(version: str) -> dict[str, Any]:
