@@ -206,6 +206,9 @@ class Job:
         if signature in self.stats.findings:
             self.stats.findings[signature].count += 1
             return
+        if self.stats.fixed and not outcome.actual and not self.differential.run(
+                outcome.ops).failed:
+            return  # the chain was planned before a fix was adopted; with it, it conforms
         if case is not None:  # most chain failures are the case's own: prefer it alone
             with contextlib.suppress(NotModelledError):
                 alone = self.differential.run(case)
