@@ -43,7 +43,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from oracle import environment
 from oracle.campaign.compare import first_divergence
@@ -350,6 +350,15 @@ def exit_status(stats: JobStats, strict: bool) -> int:
     return 0
 
 
+class Progress(Protocol):
+    """What a progress line reads of a campaign's statistics."""
+
+    cases: int
+    ops: int
+    seconds: float
+    findings: dict[str, Finding]
+
+
 class ProgressLine:
     """A live line on a terminal; a plain line every ``every`` seconds elsewhere."""
 
@@ -359,7 +368,7 @@ class ProgressLine:
         self.every = 0.25 if self.tty else every
         self.last = 0.0
 
-    def __call__(self, stats: JobStats) -> None:
+    def __call__(self, stats: Progress) -> None:
         now = time.monotonic()
         if now - self.last < self.every:
             return
@@ -369,7 +378,7 @@ class ProgressLine:
         self.stream.flush()
 
     @staticmethod
-    def text(stats: JobStats) -> str:
+    def text(stats: Progress) -> str:
         rate = stats.ops / stats.seconds if stats.seconds else 0.0
         known = sum(1 for f in stats.findings.values() if f.known)
         return (f"check: {stats.cases} cases, {stats.ops} ops, {rate:,.0f} ops/s,"

@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from oracle.argtypes import positive_float, positive_int
-from oracle.campaign.check import CheckConfig, ProgressLine, exit_status, run_check
+from oracle.campaign import baseline
+from oracle.campaign.check import CheckConfig, JobStats, ProgressLine, exit_status, run_check
 from oracle.campaign.report import (
     atomic_write,
     check_writable_file,
@@ -17,6 +18,7 @@ from oracle.campaign.report import (
     write_json,
 )
 from oracle.environment import Environment
+from oracle.errors import OracleError
 
 
 def run(args: argparse.Namespace) -> int:
@@ -33,6 +35,8 @@ def run(args: argparse.Namespace) -> int:
         findings=args.findings,
         strict=args.strict,
     )
+    if args.baseline is not None:
+        return run_baseline_cli(args, config)
     progress = ProgressLine(sys.stderr)
     env, stats = run_check(config, progress if args.jobs == 1 else None,
                            announce=lambda env: print(describe(env), flush=True))
@@ -58,6 +62,49 @@ def run(args: argparse.Namespace) -> int:
     return status
 
 
+def run_baseline_cli(args: argparse.Namespace, config: CheckConfig) -> int:
+    """``check --libbpf A --baseline B``: differences between two builds, judged."""
+    if args.jobs != 1:
+        raise OracleError("--baseline runs one job: leave out --jobs")
+    progress = ProgressLine(sys.stderr)
+    env, base, stats = baseline.run_baseline(
+        config, args.baseline, args.baseline_source, progress,
+        announce=lambda a, b: print(f"A: {describe(a)}\nB: {describe(b)}", flush=True))
+    progress.done()
+    print(progress.text(stats).replace("check:", "baseline:", 1))
+    for signature, finding in stats.findings.items():
+        verdict = stats.verdicts[signature]
+        label = "moves away" if verdict in baseline.AWAY else "towards the model"
+        if not finding.outcome.confirmed:
+            label = "unconfirmed: not reproduced on a fresh state"
+        print(f"  [{label}] {signature} x{finding.count}: {finding.summary}")
+        print(f"      {finding.directory}")
+    status = baseline.exit_status(stats)
+    data = baseline_report(env, base, config, stats, status)
+    if args.report is not None:
+        write_json(args.report, data)
+    if args.junit is not None:
+        atomic_write(args.junit, junit_xml(data))
+    print("no differences" if not stats.findings else
+          ("differences: none moves away from the model" if status == 0
+           else "differences: see above"))
+    return status
+
+
+def baseline_report(env: Environment, base: Environment, config: CheckConfig,
+                    stats: baseline.BaselineStats, status: int) -> dict[str, Any]:
+    """The report of a baseline run: ``check``'s report of A, plus B and each verdict."""
+    jobs = JobStats(cases=stats.cases, ops=stats.ops, seconds=stats.seconds,
+                    findings=stats.findings)
+    data = report_data(env, config, jobs)
+    data["baseline"] = report_data(base, config, JobStats())["libbpf"]
+    for item, signature in zip(data["findings"], stats.findings, strict=True):
+        item["verdict"] = stats.verdicts[signature]
+    data["exit_status"] = status
+    data["unexplained"] = sum(1 for v in stats.verdicts.values() if v in baseline.AWAY)
+    return data
+
+
 def describe(env: Environment) -> str:
     """One line: what is tested, against which table, and how its profile is known."""
     return (f"check: libbpf {env.version} ({env.info.variant}) at {env.target.path}; "
@@ -71,6 +118,11 @@ def register(sub: Any) -> None:
                         " source tree) | PATH (a libbpf .so)")
     parser.add_argument("--source", type=Path, default=None, metavar="DIR",
                         help="the libbpf tree a PATH .so was built from (its table)")
+    parser.add_argument("--baseline", default=None, metavar="TARGET",
+                        help="run the same cases on this build too and report every answer"
+                        " that differs, judged by the model (exit 1 if one moves away)")
+    parser.add_argument("--baseline-source", type=Path, default=None, metavar="DIR",
+                        help="the libbpf tree the --baseline .so was built from")
     budget = parser.add_mutually_exclusive_group()
     budget.add_argument("--time", type=positive_float, default=None, metavar="S",
                         help="seconds to run (default 60)")

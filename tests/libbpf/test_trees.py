@@ -192,3 +192,47 @@ def test_kb1_fix_conforms_and_is_reported_fixed(pristine: Path, tmp_path: Path) 
     findings = data["findings"]
     assert isinstance(findings, list)
     assert not [f for f in findings if f["known"] == "KB1" or f["confirmed"]], findings
+
+
+# -- what a patch changed (check --baseline) ------------------------------------------
+
+
+def run_baseline(tmp_path: Path, a: str, b: str, seconds: str) -> tuple[int, dict[str, object]]:
+    report = tmp_path / "baseline.json"
+    code = main(["check", "--libbpf", a, "--baseline", b, "--time", seconds, "--report",
+                 str(report), "--findings", str(tmp_path / "findings")])
+    data: dict[str, object] = json.loads(report.read_text())
+    assert data["exit_status"] == code
+    return code, data
+
+
+def test_baseline_reports_a_changed_builtin_entry(pristine: Path, tmp_path: Path) -> None:
+    tree = copy_tree(pristine, tmp_path / "sock")
+    edit(tree / "src" / "libbpf.c", '\tSEC_DEF("socket",\t\tSOCKET_FILTER, 0, SEC_NONE),',
+         '\tSEC_DEF("socket",\t\tKPROBE, 0, SEC_NONE),')
+    code, data = run_baseline(tmp_path, str(tree), "1.7.0", "20")
+    assert code == 0  # the tree's own table says KPROBE: A agrees with the model
+    findings = data["findings"]
+    assert isinstance(findings, list) and findings
+    baseline = data["baseline"]
+    assert isinstance(baseline, dict) and baseline["target"] == "1.7.0"
+    for finding in findings:
+        assert finding["verdict"] == "A agrees with the model", finding
+        trace = Path(finding["trace"]).read_text()
+        assert '"socket' in trace, trace  # every difference is the changed entry's
+        assert (Path(finding["trace"]).parent / "repro.c").is_file()
+
+
+def test_baseline_flags_a_change_away_from_the_model(tmp_path: Path) -> None:
+    from oracle.libbpf.mutants import build_mutant
+
+    try:
+        broken = build_mutant("1.7.0", "prog-type-outs-on-error")
+    except LibbpfError as exc:
+        pytest.skip(f"mutant build unavailable: {exc}")
+    code, data = run_baseline(tmp_path, str(broken), "1.7.0", "15")
+    assert code == 1
+    findings = data["findings"]
+    assert isinstance(findings, list)
+    assert any(f["verdict"] == "B agrees with the model" and f["confirmed"]
+               for f in findings), findings
