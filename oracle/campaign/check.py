@@ -18,7 +18,9 @@ Rules:
   steer around it); a failure that the model with that bug's ``fix`` answers
   exactly means this build fixed it: no finding, the job's model takes the
   fix, and the report lists the bug as fixed.
-  A signature seen again only counts.  Once a known bug is found, generation
+  A signature seen again only counts; once written, a chain runs past its
+  repeats where both sides' state is unchanged (``runner.leaves_state_alone``),
+  counting them, instead of ending (and restarting) on each.  Once a known bug is found, generation
   steers around its trigger where it can (``MixedCases.avoid``), unless
   ``strict``.
 - Exit status: 0 when every finding is known (or none), 1 when any is not (or,
@@ -89,6 +91,20 @@ class JobStats:
     findings: dict[str, Finding] = field(default_factory=dict)
     #: known bugs this build answers as fixed (``KnownBug.fix``): id -> cases seen
     fixed: dict[str, int] = field(default_factory=dict)
+    #: (seconds, ops) when the first finding was found, and when it was written
+    first_found: tuple[float, int] | None = None
+    first_written: tuple[float, int] | None = None
+
+    def rates(self) -> dict[str, float | None]:
+        """ops/s before the first finding and after it was written (None: no finding)."""
+        def rate(ops: int, seconds: float) -> float | None:
+            return round(ops / seconds, 1) if seconds > 0 else None
+
+        if self.first_found is None or self.first_written is None:
+            return {"before_first_finding": None, "after_first_finding": None}
+        return {"before_first_finding": rate(self.first_found[1], self.first_found[0]),
+                "after_first_finding": rate(self.ops - self.first_written[1],
+                                            self.seconds - self.first_written[0])}
 
 
 def prepare(config: CheckConfig) -> Environment:
@@ -117,6 +133,8 @@ def new_finding(env: Environment, confirmed: CaseOutcome, signature: str,
 
 
 ProgressFn = Callable[[JobStats], None]
+#: the smallest chained batch (``run_job`` shrinks batches while failures repeat)
+MIN_BATCH = 8
 
 
 class MixedCases:
@@ -174,6 +192,7 @@ class Job:
         self.cases = cases
         self.stats = JobStats()
         self.chain: Chain | None = None
+        self.started = time.monotonic()
 
     def adopt_fix(self, bug: KnownBug) -> None:
         """This build has ``bug``'s fix: answer with it from now on (module rules)."""
@@ -219,6 +238,7 @@ class Job:
                     if fixed is not None:
                         self.adopt_fix(fixed)
                         return
+        found = (time.monotonic() - self.started, self.stats.ops)
         confirmed = self.differential.minimise(outcome, self.config.shrink_tries)
         fixed = fixed_known_bug(self.differential.model, confirmed, self.env.bpf)
         if fixed is not None:
@@ -226,6 +246,11 @@ class Job:
             return
         finding = new_finding(self.env, confirmed, signature, self.config, self.seed)
         self.stats.findings[signature] = finding
+        if self.chain is not None:  # repeats in stateless ops: count them, run past them
+            self.chain.tolerated.add(signature)
+        if self.stats.first_found is None:
+            self.stats.first_found = found
+            self.stats.first_written = (time.monotonic() - self.started, self.stats.ops)
         if finding.known is not None and not self.config.strict:
             self.cases.avoid(finding.known.trigger)
 
@@ -282,11 +307,14 @@ def run_job(env: Environment, config: CheckConfig, job: int,
         stats = job_.stats
         chain = Chain(chained, env.profile, anchor=needs_anchor(env.version), bpf=env.bpf)
         job_.chain = chain
+        job_.started = start  # the clock stats.seconds runs on
+
+        batch = [config.batch]  # shrinks while failures are frequent, regrows after
 
         def batches() -> Iterator[Iterator[list[Op]]]:
             while budget_left(stats):
-                size = config.batch if config.cases is None else max(
-                    1, min(config.batch, config.cases - stats.cases))
+                size = batch[0] if config.cases is None else max(
+                    1, min(batch[0], config.cases - stats.cases))
                 # generated lazily: planning polls the worker between cases
                 yield (cases.next() for _ in range(size))
 
@@ -294,6 +322,12 @@ def run_job(env: Environment, config: CheckConfig, job: int,
             stats.cases += result.cases
             stats.ops += result.ops
             stats.unmodelled += result.unmodelled
+            for signature, repeats in result.repeats.items():  # chain.tolerated ones
+                stats.findings[signature].count += repeats
+            # a failing batch wastes every case after the failing one: while failures
+            # come often, batch about twice the cases that passed before one
+            batch[0] = (max(MIN_BATCH, min(config.batch, 2 * (result.cases + 1)))
+                        if result.failure is not None else min(config.batch, 2 * batch[0]))
             if result.failure is not None:
                 job_.failed(result.failure, result.case)
             if number % config.fresh_every == 0 and budget_left(stats):  # empty-state paths

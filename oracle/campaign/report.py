@@ -46,6 +46,8 @@ def report_data(env: Environment, config: CheckConfig, stats: JobStats) -> dict[
         "ops": stats.ops,
         "seconds": round(stats.seconds, 3),
         "ops_per_s": round(stats.ops / stats.seconds, 1) if stats.seconds else 0.0,
+        #: throughput before the first finding and after it was written (jobs == 1)
+        "rates": stats.rates(),
         "findings": [f.as_report() for f in stats.findings.values()],
         #: known bugs this build answered as fixed (the model with the bug's fix held)
         "known_bugs_fixed": sorted(stats.fixed),

@@ -41,11 +41,14 @@ from oracle.model.versions import Profile, as_profile
 from oracle.ops import (
     OP_NAMES,
     Answer,
+    AttachTypeByName,
     Close,
     HandleRef,
     ObjRef,
     Op,
     Open,
+    ProgInfo,
+    ProgTypeByName,
     Register,
     Unregister,
     rebase,
@@ -209,6 +212,23 @@ class ChainResult:
     case: Sequence[Op] | None = None
     #: batches dropped because the model cannot answer one of their cases
     unmodelled: int = 0
+    #: repeats of tolerated signatures the batch ran past: signature -> count
+    repeats: dict[str, int] = dataclasses.field(default_factory=dict)
+
+
+#: ops whose answer never changes libbpf's state: a divergence in one leaves the
+#: chain's model and libbpf in step, so a chain can run past a repeat of it
+STATELESS_OPS: Final = (ProgTypeByName, AttachTypeByName, ProgInfo)
+
+
+def leaves_state_alone(divergence: Divergence) -> bool:
+    """Both sides are in the same state after this divergence: a stateless op, or a
+    register/unregister that failed on both sides (both check before they change
+    anything: ``libbpf_register_prog_handler``, ``libbpf_unregister_prog_handler``)."""
+    if isinstance(divergence.op, STATELESS_OPS):
+        return True
+    return (isinstance(divergence.op, Register | Unregister)
+            and divergence.expected.rc < 0 and divergence.actual.rc < 0)
 
 
 class Chain:
@@ -222,6 +242,8 @@ class Chain:
         self.anchor = anchor
         self.bpf = bpf
         self.max_ops = max_ops
+        #: signatures of findings already written: stateless repeats are run past
+        self.tolerated: set[str] = set()
         self._restart()
 
     def _restart(self) -> None:
@@ -262,12 +284,27 @@ class Chain:
         return plan
 
     def judge(self, plan: Plan, batch: BatchResult) -> ChainResult:
-        """Compare a batch's answers; on failure, the chain so far as one fresh case."""
+        """Compare a batch's answers; on failure, the chain so far as one fresh case.
+
+        A divergence that leaves both sides' state alone (``leaves_state_alone``) and
+        whose signature is in ``tolerated`` (a finding already written) is counted
+        and run past."""
         actual = [r.answer for r in batch.results]
-        divergence = first_divergence(plan.ops, plan.expected, actual)
+        repeats: dict[str, int] = {}
+        start = 0
+        while True:
+            divergence = first_divergence(plan.ops[start:], plan.expected[start:],
+                                          actual[start:])
+            if divergence is None or not leaves_state_alone(divergence) \
+                    or divergence.signature not in self.tolerated:
+                break
+            repeats[divergence.signature] = repeats.get(divergence.signature, 0) + 1
+            start += divergence.index + 1
+        if divergence is not None and start:
+            divergence = dataclasses.replace(divergence, index=divergence.index + start)
         if divergence is None and batch.crash is None:
             self.history += plan.ops
-            return ChainResult(len(plan.ends), len(plan.ops))
+            return ChainResult(len(plan.ends), len(plan.ops), repeats=repeats)
         if divergence is not None:
             failed_at = divergence.index
         else:
@@ -282,7 +319,7 @@ class Chain:
         failure = CaseOutcome(chain_ops, (), (), divergence,
                               batch.crash if divergence is None else None)
         case = plan.cases[passed] if passed < len(plan.cases) else None
-        return ChainResult(passed, done, failure, case)
+        return ChainResult(passed, done, failure, case, repeats=repeats)
 
     def stream(self, batches: Iterator[Iterable[Sequence[Op]]]) -> Iterator[ChainResult]:
         """Run batches of cases; the oracle plans batch k+1 while libbpf runs batch k.

@@ -50,3 +50,16 @@ def test_a_failing_case_is_named_and_the_next_batch_still_runs(worker: Worker) -
     assert failed.failure is not None and failed.failure.divergence is not None
     assert failed.failure.signature is not None
     assert "prog_type_by_name" in failed.failure.signature
+
+
+def test_a_written_signature_is_run_past_where_state_is_untouched(worker: Worker) -> None:
+    chain = Chain(worker, "1.1.2", anchor=False)  # as above: "uprobe.multi" diverges
+    ok: list[Op] = [Register(b"abc", 2, 0), ProgTypeByName(b"abc")]
+    bad: list[Op] = [ProgTypeByName(b"uprobe.multi")]
+    first = list(chain.stream(iter([[ok, bad, ok]])))
+    assert first[0].failure is not None and first[0].failure.signature is not None
+    signature = first[0].failure.signature
+    chain.tolerated.add(signature)
+    again = list(chain.stream(iter([[ok, bad, ok, bad], [ok]])))
+    assert [(r.cases, r.failure) for r in again] == [(4, None), (1, None)]
+    assert again[0].repeats == {signature: 2}
