@@ -170,6 +170,9 @@ class MixedCases:
     def next(self, *, fresh: bool = False) -> list[Op]:
         self.registry.allow_empty_sec = not self.config.avoid_known and (
             fresh or not self.avoid_empty_sec)
+        if fresh and not self.config.avoid_known and self.rng.random() < 0.25:
+            # fresh cases also change the registry under open objects (KB3's cause)
+            return self.lifecycle.sequence(under_open=True)
         if self.rng.random() >= self.config.lifecycle:
             return self.registry.case(self.config.max_ops)
         return self.lifecycle.sequence()
