@@ -100,6 +100,7 @@ def baseline_report(env: Environment, base: Environment, config: CheckConfig,
     data["baseline"] = report_data(base, config, JobStats())["libbpf"]
     for item, signature in zip(data["findings"], stats.findings, strict=True):
         item["verdict"] = stats.verdicts[signature]
+        item["fails"] = stats.verdicts[signature] in baseline.AWAY  # JUnit: a failure
     data["exit_status"] = status
     data["unexplained"] = sum(1 for v in stats.verdicts.values() if v in baseline.AWAY)
     return data
