@@ -77,6 +77,7 @@ class CheckConfig:
     lifecycle: float = 0.3  # share of cases that are object-lifecycle sequences
     timeout: float = 10.0
     shrink_tries: int = 600
+    shrink_seconds: float = 20.0  # per finding: a long chain's candidates are slow to run
     batch: int = 128  # chained cases per worker batch
     fresh_every: int = 4  # one case on a fresh process state every this many batches
     avoid_known: bool = False  # generate no known-bug triggers (benchmarks: nothing may crash)
@@ -242,7 +243,8 @@ class Job:
                         self.adopt_fix(fixed)
                         return
         found = (time.monotonic() - self.started, self.stats.ops)
-        confirmed = self.differential.minimise(outcome, self.config.shrink_tries)
+        confirmed = self.differential.minimise(outcome, self.config.shrink_tries,
+                                               self.config.shrink_seconds)
         fixed = fixed_known_bug(self.differential.model, confirmed, self.env.bpf)
         if fixed is not None:
             self.adopt_fix(fixed)

@@ -74,7 +74,8 @@ def run_baseline_cli(args: argparse.Namespace, config: CheckConfig) -> int:
     print(progress.text(stats).replace("check:", "baseline:", 1))
     for signature, finding in stats.findings.items():
         verdict = stats.verdicts[signature]
-        label = "moves away" if verdict in baseline.AWAY else "towards the model"
+        label = ("moves away" if verdict in baseline.AWAY else "known bug's cause"
+                 if verdict.startswith(baseline.KNOWN) else "towards the model")
         if not finding.outcome.confirmed:
             label = "unconfirmed: not reproduced on a fresh state"
         print(f"  [{label}] {signature} x{finding.count}: {finding.summary}")

@@ -147,7 +147,8 @@ class Differential:
         crash = batch.crash if divergence is None else None
         return CaseOutcome(ops, expected, batch.results, divergence, crash)
 
-    def minimise(self, outcome: CaseOutcome, max_tries: int) -> CaseOutcome:
+    def minimise(self, outcome: CaseOutcome, max_tries: int,
+                 max_seconds: float | None = None) -> CaseOutcome:
         """``outcome``'s case shrunk (``shrink.shrink``, same signature only, never bringing
         in a documented bug's cause the case lacked) and run again on a fresh state to
         confirm.  If the minimal case does not fail the same way there, the case as it
@@ -159,7 +160,7 @@ class Differential:
         if outcome.crash is not None:
             ops = ops[: outcome.crash.op_index + 1]
         failing = without_new_known_causes(self.version, ops, self.signature)
-        minimal = shrink(ops, signature, failing, max_tries=max_tries)
+        minimal = shrink(ops, signature, failing, max_tries=max_tries, max_seconds=max_seconds)
         confirmed = self.run(minimal)  # run_fresh: a fresh copy of the pristine child
         if confirmed.signature == signature:
             return confirmed
@@ -235,7 +236,7 @@ class Chain:
     """Cases back to back in one worker process and one oracle (see module rules)."""
 
     def __init__(self, worker: Worker, model: str | Profile, *, anchor: bool,
-                 bpf: bool = True, max_ops: int = 20_000) -> None:
+                 bpf: bool = True, max_ops: int = 5_000) -> None:
         self.worker = worker
         self.model = as_profile(model)
         self.version = self.model.version

@@ -18,6 +18,7 @@ Rules:
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Callable, Iterator, Sequence
 
 from oracle.ops import (
@@ -125,15 +126,21 @@ def simpler_op(op: Op) -> Iterator[Op]:
 
 
 def shrink(
-    ops: Sequence[Op], signature: str, failing: Failing, *, max_tries: int = 2000
+    ops: Sequence[Op], signature: str, failing: Failing, *, max_tries: int = 2000,
+    max_seconds: float | None = None,
 ) -> list[Op]:
-    """The smallest case found that still fails with ``signature``."""
+    """The smallest case found that still fails with ``signature``, within ``max_tries``
+    candidates and (if given) ``max_seconds``: a long chain's candidates are slow."""
     best = list(ops)
     tries = 0
+    deadline = None if max_seconds is None else time.monotonic() + max_seconds
 
     def accept(candidate: list[Op]) -> bool:
         nonlocal tries
         tries += 1
+        if deadline is not None and time.monotonic() > deadline:
+            tries = max_tries  # out of time: every loop stops at its next check
+            return False
         return failing(candidate) == signature
 
     chunk = max(1, len(best) // 2)

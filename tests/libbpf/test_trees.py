@@ -216,7 +216,9 @@ def test_baseline_reports_a_changed_builtin_entry(pristine: Path, tmp_path: Path
     assert isinstance(findings, list) and findings
     baseline = data["baseline"]
     assert isinstance(baseline, dict) and baseline["target"] == "1.7.0"
-    for finding in findings:
+    judged = [f for f in findings if not f["verdict"].startswith("not judged")]  # KB3 causes
+    assert judged
+    for finding in judged:
         assert finding["verdict"] == "A agrees with the model", finding
         trace = Path(finding["trace"]).read_text()
         assert '"socket' in trace, trace  # every difference is the changed entry's
