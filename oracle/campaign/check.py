@@ -14,15 +14,15 @@ Rules:
   on the same signature and only if they bring in no documented bug's cause the
   case lacked), confirmed on a fresh libbpf state, classified against the
   known-bug list, and written at once (``findings.write_finding``).
-- A known bug's cause stays in fresh cases after it is found (chained cases
-  steer around it); a failure that the model with that bug's ``fix`` answers
-  exactly means this build fixed it: no finding, the job's model takes the
-  fix, and the report lists the bug as fixed.
   A signature seen again only counts; once written, a chain runs past its
   repeats where both sides' state is unchanged (``runner.leaves_state_alone``),
-  counting them, instead of ending (and restarting) on each.  Once a known bug is found, generation
-  steers around its trigger where it can (``MixedCases.avoid``), unless
-  ``strict``.
+  counting them, instead of ending (and restarting) on each.  Once a known bug
+  is found, chained cases steer around its trigger where they can
+  (``MixedCases.avoid``), unless ``strict``.
+- A known bug's cause stays in fresh cases after it is found; a failure that
+  the model with that bug's ``fix`` answers exactly means this build fixed it:
+  no finding, the job's model takes the fix, and the report lists the bug as
+  fixed.
 - Exit status: 0 when every finding is known (or none), 1 when any is not (or,
   with ``strict``, any at all), 2 for bad usage or environment.
 - While a campaign runs, what was alive before it is frozen out of the garbage
@@ -154,6 +154,7 @@ class MixedCases:
         self.registry = CaseGenerator(env.profile, seed,
                                       allow_empty_sec=not config.avoid_known)
         self.lifecycle = LifecycleGenerator(seed)
+        self.avoid_empty_sec = False  # set by avoid(): chained cases only
 
     def avoid(self, trigger: str) -> None:
         """Stop generating, in chained cases, what triggers a known bug already found.
@@ -165,8 +166,6 @@ class MixedCases:
         """
         if trigger == "registers_empty_sec":
             self.avoid_empty_sec = True
-
-    avoid_empty_sec = False
 
     def next(self, *, fresh: bool = False) -> list[Op]:
         self.registry.allow_empty_sec = not self.config.avoid_known and (
@@ -198,13 +197,18 @@ class Job:
         self.chain: Chain | None = None
         self.started = time.monotonic()
 
-    def adopt_fix(self, bug: KnownBug) -> None:
-        """This build has ``bug``'s fix: answer with it from now on (module rules)."""
+    def adopted_fix(self, outcome: CaseOutcome) -> bool:
+        """Whether a known bug's fix explains ``outcome`` (``fixed_known_bug``); if so,
+        this build has it: answer with it from now on (module rules)."""
+        bug = fixed_known_bug(self.differential.model, outcome, self.env.bpf)
+        if bug is None:
+            return False
         self.stats.fixed[bug.id] = self.stats.fixed.get(bug.id, 0) + 1
         model = with_fixes(self.differential.model, dict(bug.fix))
         self.differential.model = model
         if self.chain is not None:
             self.chain.model = model  # its next restart (every failure ends a chain)
+        return True
 
     def fresh(self, ops: list[Op]) -> None:
         """One case on a fresh libbpf process state."""
@@ -237,17 +241,12 @@ class Job:
                 alone = self.differential.run(case)
                 if alone.signature == signature:
                     outcome = alone
-                elif alone.failed:
-                    fixed = fixed_known_bug(self.differential.model, alone, self.env.bpf)
-                    if fixed is not None:
-                        self.adopt_fix(fixed)
-                        return
+                elif alone.failed and self.adopted_fix(alone):
+                    return
         found = (time.monotonic() - self.started, self.stats.ops)
         confirmed = self.differential.minimise(outcome, self.config.shrink_tries,
                                                self.config.shrink_seconds)
-        fixed = fixed_known_bug(self.differential.model, confirmed, self.env.bpf)
-        if fixed is not None:
-            self.adopt_fix(fixed)
+        if self.adopted_fix(confirmed):
             return
         finding = new_finding(self.env, confirmed, signature, self.config, self.seed)
         self.stats.findings[signature] = finding

@@ -139,12 +139,13 @@ def show(answer: Answer) -> str:
 
 
 def first_divergence(
-    ops: list[Op], expected: list[Answer], actual: list[Answer]
+    ops: list[Op], expected: list[Answer], actual: list[Answer], start: int = 0
 ) -> Divergence | None:
-    """The first op whose answers differ, over the ops both sides answered."""
-    for i, (want, got) in enumerate(zip(expected, actual, strict=False)):
-        if want != got:
-            return Divergence(i, ops[i], want, got)
+    """The first op from ``start`` on whose answers differ, over the ops both sides
+    answered (its ``index`` counts from the first op, not from ``start``)."""
+    for i in range(start, min(len(expected), len(actual))):
+        if expected[i] != actual[i]:
+            return Divergence(i, ops[i], expected[i], actual[i])
     return None
 
 

@@ -294,15 +294,12 @@ class Chain:
         repeats: dict[str, int] = {}
         start = 0
         while True:
-            divergence = first_divergence(plan.ops[start:], plan.expected[start:],
-                                          actual[start:])
+            divergence = first_divergence(plan.ops, plan.expected, actual, start)
             if divergence is None or not leaves_state_alone(divergence) \
                     or divergence.signature not in self.tolerated:
                 break
             repeats[divergence.signature] = repeats.get(divergence.signature, 0) + 1
-            start += divergence.index + 1
-        if divergence is not None and start:
-            divergence = dataclasses.replace(divergence, index=divergence.index + start)
+            start = divergence.index + 1
         if divergence is None and batch.crash is None:
             self.history += plan.ops
             return ChainResult(len(plan.ends), len(plan.ops), repeats=repeats)
