@@ -774,10 +774,14 @@ class Emitter:
     def check_calls(self, index: int, op: Op, calls: tuple[CallbackCall, ...]) -> None:
         """Check the callback calls recorded since the last check against ``calls``."""
         self.plan.used.add("expect_calls")
+        self.emit_calls("expect_calls", str(index), calls)
+
+    def emit_calls(self, function: str, first: str, calls: tuple[CallbackCall, ...]) -> None:
+        """``function(first, n, calls)``: the C call that checks recorded callback calls."""
         if not calls:
-            self.emit(f"expect_calls({index}, 0, NULL);")
+            self.emit(f"{function}({first}, 0, NULL);")
             return
-        self.emit(f"expect_calls({index}, {len(calls)}, (const struct call[]){{")
+        self.emit(f"{function}({first}, {len(calls)}, (const struct call[]){{")
         for call in calls:
             self.emit(f"\t{call_literal(call)},")
         self.emit("});")

@@ -70,7 +70,6 @@ from oracle.repro_c import (
     c_int,
     c_rc,
     c_string,
-    call_literal,
     callback_functions,
     comment_text,
     elf_arrays,
@@ -167,14 +166,8 @@ class _AssertEmitter(Emitter):
 
     def check_calls(self, index: int, op: Op, calls: tuple[CallbackCall, ...]) -> None:
         self.plan.used.add("expect_calls")
-        what = c_string(f"op{index} {OP_NAMES[type(op)]}".encode())
-        if not calls:
-            self.emit(f"check_calls({what}, 0, NULL);")
-            return
-        self.emit(f"check_calls({what}, {len(calls)}, (const struct call[]){{")
-        for call in calls:
-            self.emit(f"\t{call_literal(call)},")
-        self.emit("});")
+        self.emit_calls("check_calls", c_string(f"op{index} {OP_NAMES[type(op)]}".encode()),
+                        calls)
 
     def prog_at(self, index: int, op: Op, ref: ObjRef, prog: int) -> str:
         self.plan.used |= {"prog_or_null", "prog_var"}
