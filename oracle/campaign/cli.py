@@ -57,8 +57,9 @@ def run(args: argparse.Namespace) -> int:
     if args.junit is not None:
         atomic_write(args.junit, junit_xml(data))
     status = exit_status(stats, config.strict)
-    print("conforms" if not stats.findings else
-          ("findings: all known" if status == 0 else "findings: see above"))
+    unconfirmed = any(not f.outcome.confirmed for f in stats.findings.values())
+    print("conforms" if not stats.findings else "findings: see above" if status else
+          "findings: known or unconfirmed only" if unconfirmed else "findings: all known")
     return status
 
 
