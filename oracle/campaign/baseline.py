@@ -15,7 +15,7 @@ Rules:
   towards the model), ``B agrees with the model`` (it moved away), or
   ``neither``.  For a crash, the side that did not crash is the one judged.
 - A new difference is shrunk (``shrink.shrink``: candidates must keep the same
-  signature) and written like a ``check`` finding (``findings.write_finding``):
+  signature) and written like a ``check`` finding (``findings.keep_finding``):
   ``trace.jsonl`` holds A's answers, ``repro.c``/``selftest.c`` check the
   model's answers, so a reproducer of a regression passes on B and fails on A.
 - A case with a known bug's cause (``known.KnownBug.triggered``) is judged
@@ -38,9 +38,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
+from oracle import stop
 from oracle.campaign.check import CheckConfig, MixedCases, check_writable_dir
 from oracle.campaign.compare import first_divergence, show
-from oracle.campaign.findings import Finding, write_finding
+from oracle.campaign.findings import Finding, keep_finding
 from oracle.campaign.known import known_bugs
 from oracle.campaign.runner import CaseOutcome, crash_signature
 from oracle.campaign.shrink import shrink
@@ -156,7 +157,7 @@ def new_finding(pair: Pair, config: CheckConfig, seed: int, ops: list[Op],
                           confirmed=confirmed)
     finding = Finding(final.signature, "baseline", f"{final.verdict}: {final.summary}",
                       outcome, seeds=[seed])
-    write_finding(config.findings, finding, pair.env.info, seed)
+    keep_finding(config.findings, finding, pair.env.info, seed)
     return finding, final.verdict
 
 
@@ -180,7 +181,7 @@ def run_baseline(config: CheckConfig, baseline: str, baseline_source: Path | Non
             Worker(base.target, timeout=config.timeout, log=False) as on_b:
         pair = Pair(env, on_a, on_b)
         while (config.cases is None or stats.cases < config.cases) and (
-                deadline is None or time.monotonic() < deadline):
+                deadline is None or time.monotonic() < deadline) and stop.requested() is None:
             ops = cases.next(fresh=rng.random() < 0.5)
             with contextlib.suppress(NotModelledError):
                 found, _, _ = pair.run(ops)

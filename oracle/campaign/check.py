@@ -19,16 +19,23 @@ Rules:
   counting them, instead of ending (and restarting) on each.  Once a known bug
   is found, chained cases steer around its trigger where they can
   (``MixedCases.avoid``), unless ``strict``.
-- A known bug's cause stays in fresh cases after it is found; a failure that
+- A known bug's cause stays in fresh cases after it is found (and KB3's,
+  the registry changing under open objects, has a fresh case of its own every
+  ``cause_every`` batches); the report counts those cases and how many
+  conformed (``known_bug_causes``).  A failure that
   the model with that bug's ``fix`` answers exactly means this build fixed it:
   no finding, the job's model takes the fix, and the report lists the bug as
   fixed.
-- Exit status: 0 when every finding is known (or none), 1 when any is not (or,
-  with ``strict``, any at all), 2 for bad usage or environment.
+- Exit status (``exit_status``): 0 when every finding is known (or none), 1
+  when a confirmed one is not (or, with ``strict``, any confirmed one), 2 for
+  bad usage or environment (also a job that died or a finding that could not
+  be written: the report says which), ``128 + signal`` for a run a signal
+  stopped (``oracle.stop``: it still ends with its report).
+- ``cases`` runs exactly that many cases: never more in flight than are left.
 - While a campaign runs, what was alive before it is frozen out of the garbage
   collector (``frozen_heap``); the campaign itself makes no cyclic garbage.
 - ``jobs`` > 1 runs that many independent campaigns (seed, seed+1, ...) in
-  worker processes of their own and merges them; findings deduplicate on disk.
+  processes of their own and merges them (``oracle.campaign.pool``).
 """
 
 from __future__ import annotations
@@ -40,18 +47,16 @@ import os
 import random
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from multiprocessing import get_context
 from pathlib import Path
 from typing import Any, Protocol
 
-from oracle import environment
-from oracle.campaign.compare import first_divergence
-from oracle.campaign.findings import Finding, write_finding
+from oracle import environment, stop
+from oracle.campaign.compare import Divergence, first_divergence, rc_class
+from oracle.campaign.findings import Finding, keep_finding
 from oracle.campaign.generate import CaseGenerator
-from oracle.campaign.known import KnownBug, affects, explain, known_bugs
+from oracle.campaign.known import KnownBug, affects, explain, known_bugs, triggered_bugs
 from oracle.campaign.lifecycle_gen import LifecycleGenerator
 from oracle.campaign.runner import CaseOutcome, Chain, Differential
 from oracle.environment import Environment
@@ -80,6 +85,8 @@ class CheckConfig:
     shrink_seconds: float = 20.0  # per finding: a long chain's candidates are slow to run
     batch: int = 128  # chained cases per worker batch
     fresh_every: int = 4  # one case on a fresh process state every this many batches
+    #: and one fresh case with a known bug's cause (KB3's) every this many batches
+    cause_every: int = 2
     avoid_known: bool = False  # generate no known-bug triggers (benchmarks: nothing may crash)
 
 
@@ -95,6 +102,41 @@ class JobStats:
     #: (seconds, ops) when the first finding was found, and when it was written
     first_found: tuple[float, int] | None = None
     first_written: tuple[float, int] | None = None
+    #: what went wrong without ending the run: a job process that died, ...
+    errors: list[str] = field(default_factory=list)
+    #: why the run ended before its budget (``stop.requested()``: ``"SIGINT"``...)
+    interrupted: str | None = None
+    #: fresh cases with a known bug's cause: id -> [cases, cases the model's answers held]
+    causes: dict[str, list[int]] = field(default_factory=dict)
+    #: chain failures after a run-past id divergence that their case alone does not
+    #: reproduce: consequences of that finding, not findings (``Job.failed``)
+    consequences: int = 0
+    #: findings whose pattern chained cases steer around (``MixedCases.steer``)
+    steered: list[str] = field(default_factory=list)
+
+    def merge(self, other: JobStats) -> None:
+        """Add another job's statistics and findings (deduplicated by signature)."""
+        self.cases += other.cases
+        self.ops += other.ops
+        self.seconds = max(self.seconds, other.seconds)
+        self.unmodelled += other.unmodelled
+        self.consequences += other.consequences
+        self.errors += other.errors
+        self.steered += [s for s in other.steered if s not in self.steered]
+        for bug_id, count in other.fixed.items():
+            self.fixed[bug_id] = self.fixed.get(bug_id, 0) + count
+        for bug_id, (cases, held) in other.causes.items():
+            seen = self.causes.setdefault(bug_id, [0, 0])
+            seen[0] += cases
+            seen[1] += held
+        for signature, finding in other.findings.items():
+            if signature in self.findings:
+                mine = self.findings[signature]
+                mine.count += finding.count
+                mine.seeds += finding.seeds
+            else:
+                self.findings[signature] = dataclasses.replace(finding,
+                                                               seeds=list(finding.seeds))
 
     def rates(self) -> dict[str, float | None]:
         """ops/s before the first finding and after it was written (None: no finding)."""
@@ -129,11 +171,15 @@ def new_finding(env: Environment, confirmed: CaseOutcome, signature: str,
     """Classify and write one new finding (its case already shrunk and confirmed)."""
     finding = Finding(signature, confirmed.kind, confirmed.summary(), confirmed,
                       known=explain(env.version, signature, list(confirmed.ops)), seeds=[seed])
-    write_finding(config.findings, finding, env.info, seed)
+    keep_finding(config.findings, finding, env.info, seed)
     return finding
 
 
 ProgressFn = Callable[[JobStats], None]
+#: a chained case that hits a steered pattern is generated again at most this often
+STEER_TRIES = 8
+#: a finding's repeats that end chains this often make chained cases steer around it
+STEER_AFTER = 5
 #: the smallest chained batch (``run_job`` shrinks batches while failures repeat)
 MIN_BATCH = 8
 
@@ -155,6 +201,9 @@ class MixedCases:
                                       allow_empty_sec=not config.avoid_known)
         self.lifecycle = LifecycleGenerator(seed)
         self.avoid_empty_sec = False  # set by avoid(): chained cases only
+        self.profile = env.profile
+        #: (op kind, the model's answer class) of repeating findings: chained cases only
+        self.steered: set[tuple[type, str]] = set()
 
     def avoid(self, trigger: str) -> None:
         """Stop generating, in chained cases, what triggers a known bug already found.
@@ -167,7 +216,45 @@ class MixedCases:
         if trigger == "registers_empty_sec":
             self.avoid_empty_sec = True
 
+    def steer(self, divergence: Divergence) -> None:
+        """Keep chained cases away from ``divergence``'s pattern: its op kind with the
+        answer class the model gave it (``-EBUSY`` for a register).
+
+        For a finding already written whose repeats change one side's state (every
+        repeat ends the chain and wastes the rest of its batch): a chained case the
+        model answers that way is generated again (up to ``STEER_TRIES`` times).
+        Fresh cases keep generating it.
+        """
+        self.steered.add((type(divergence.op), rc_class(divergence.expected.rc)))
+
+    def steers_clear(self, case: list[Op]) -> bool:
+        """Whether the model, on a state of its own, answers no op of ``case`` with a
+        steered pattern (a case it cannot answer is let through: it is dropped later)."""
+        oracle = Oracle(self.profile, bpf=self.bpf)
+        with contextlib.suppress(NotModelledError):
+            for op in case:
+                if (type(op), rc_class(oracle.apply(op).rc)) in self.steered:
+                    return False
+        return True
+
     def next(self, *, fresh: bool = False) -> list[Op]:
+        case = self.generate(fresh=fresh)
+        if fresh or not self.steered:
+            return case
+        for _ in range(STEER_TRIES):
+            if self.steers_clear(case):
+                break
+            case = self.generate(fresh=False)
+        return case
+
+    def cause(self) -> list[Op]:
+        """A fresh case with KB3's cause: its shape on purpose, or any registry change
+        under open objects."""
+        if self.rng.random() < 0.5:
+            return self.lifecycle.stale_binding()
+        return self.lifecycle.sequence(under_open=True)
+
+    def generate(self, *, fresh: bool) -> list[Op]:
         self.registry.allow_empty_sec = not self.config.avoid_known and (
             fresh or not self.avoid_empty_sec)
         if fresh and not self.config.avoid_known and self.rng.random() < 0.25:
@@ -219,19 +306,32 @@ class Job:
             return
         self.stats.cases += 1
         self.stats.ops += len(outcome.ops)
+        for bug_id in triggered_bugs(self.env.version, ops):  # checked against the model
+            seen = self.stats.causes.setdefault(bug_id, [0, 0])
+            seen[0] += 1
+            seen[1] += not outcome.failed
         if outcome.failed:
             self.failed(outcome, None)
 
-    def failed(self, outcome: CaseOutcome, case: Sequence[Op] | None) -> None:
+    def failed(self, outcome: CaseOutcome, case: Sequence[Op] | None, *,
+               renumbered: bool = False) -> None:
         """Count a failure; a new signature becomes a written finding.
 
         A failure that a known bug's fixed profile answers exactly is no failure:
-        this build has that fix, and the job's model takes it from now on.
+        this build has that fix, and the job's model takes it from now on.  A
+        failure in a chain that had run past a register whose ids differed
+        (``renumbered``) and that its case alone does not reproduce is a
+        consequence of that finding, counted in ``JobStats.consequences``.
         """
         signature = outcome.signature
         assert signature is not None
         if signature in self.stats.findings:
-            self.stats.findings[signature].count += 1
+            finding = self.stats.findings[signature]
+            finding.count += 1
+            if (finding.count == STEER_AFTER and outcome.divergence is not None
+                    and not self.config.strict):
+                self.cases.steer(outcome.divergence)  # it ends chains: steer around it
+                self.stats.steered.append(signature)
             return
         if self.stats.fixed and not outcome.actual and not self.differential.run(
                 outcome.ops).failed:
@@ -242,6 +342,9 @@ class Job:
                 if alone.signature == signature:
                     outcome = alone
                 elif alone.failed and self.adopted_fix(alone):
+                    return
+                elif renumbered:
+                    self.stats.consequences += 1
                     return
         found = (time.monotonic() - self.started, self.stats.ops)
         confirmed = self.differential.minimise(outcome, self.config.shrink_tries,
@@ -300,8 +403,10 @@ def run_job(env: Environment, config: CheckConfig, job: int,
     start = time.monotonic()
     deadline = start + config.seconds if config.seconds is not None else None
 
-    def budget_left(stats: JobStats) -> bool:
-        if config.cases is not None and stats.cases >= config.cases:
+    def budget_left(stats: JobStats, issued: int = 0) -> bool:
+        if stop.requested() is not None:
+            return False
+        if config.cases is not None and stats.cases + issued >= config.cases:
             return False
         return deadline is None or time.monotonic() < deadline
 
@@ -314,16 +419,24 @@ def run_job(env: Environment, config: CheckConfig, job: int,
         job_.started = start  # the clock stats.seconds runs on
 
         batch = [config.batch]  # shrinks while failures are frequent, regrows after
+        in_flight = [0]  # cases handed to the chain whose results are not back yet
 
-        def batches() -> Iterator[Iterator[list[Op]]]:
+        def batches() -> Iterator[Iterable[list[Op]]]:
             while budget_left(stats):
-                size = batch[0] if config.cases is None else max(
-                    1, min(batch[0], config.cases - stats.cases))
-                # generated lazily: planning polls the worker between cases
-                yield (cases.next() for _ in range(size))
+                if config.cases is None:  # generated lazily: planning polls the worker
+                    yield (cases.next() for _ in range(batch[0]))
+                    continue
+                # exactly ``cases``: never more in flight than the budget has left (an
+                # empty batch lets the one in flight come back); a list, so a batch
+                # dropped unplanned still says how many cases it held
+                size = max(0, min(batch[0], config.cases - stats.cases - in_flight[0]))
+                in_flight[0] += size
+                yield [cases.next() for _ in range(size)]
 
         for number, result in enumerate(chain.stream(batches())):
-            stats.cases += result.cases
+            in_flight[0] -= result.planned
+            # the failing case ran too; those after it in its batch did not
+            stats.cases += result.cases + (result.case is not None)
             stats.ops += result.ops
             stats.unmodelled += result.unmodelled
             for signature, repeats in result.repeats.items():  # chain.tolerated ones
@@ -333,19 +446,17 @@ def run_job(env: Environment, config: CheckConfig, job: int,
             batch[0] = (max(MIN_BATCH, min(config.batch, 2 * (result.cases + 1)))
                         if result.failure is not None else min(config.batch, 2 * batch[0]))
             if result.failure is not None:
-                job_.failed(result.failure, result.case)
-            if number % config.fresh_every == 0 and budget_left(stats):  # empty-state paths
-                job_.fresh(cases.next(fresh=True))
+                job_.failed(result.failure, result.case, renumbered=result.renumbered)
+            if number % config.fresh_every == 0 and budget_left(stats, in_flight[0]):
+                job_.fresh(cases.next(fresh=True))  # the paths only an empty state has
+            if number % config.cause_every == 1 and not config.avoid_known \
+                    and budget_left(stats, in_flight[0]):
+                job_.fresh(cases.cause())  # KB3's
             stats.seconds = time.monotonic() - start
             if progress is not None:
                 progress(stats)
     stats.seconds = time.monotonic() - start
     return stats
-
-
-def _job_entry(args: tuple[Environment, CheckConfig, int]) -> JobStats:
-    env, config, job = args
-    return run_job(env, config, job)
 
 
 def run_check(config: CheckConfig, progress: ProgressFn | None = None,
@@ -354,37 +465,33 @@ def run_check(config: CheckConfig, progress: ProgressFn | None = None,
     """Run the whole campaign; merge the jobs' statistics and findings.
 
     ``announce`` is told the environment once it is prepared, before any case runs.
+    A stop request (``oracle.stop``) ends it early, with what it found so far.
     """
     env = prepare(config)
     check_writable_dir(config.findings, "findings directory")
     if announce is not None:
         announce(env)
     if config.jobs == 1:
-        return env, run_job(env, config, 0, progress)
-    split = dataclasses.replace(config, cases=(
-        None if config.cases is None else -(-config.cases // config.jobs)))
-    with ProcessPoolExecutor(config.jobs, mp_context=get_context("spawn")) as pool:
-        results = list(pool.map(_job_entry, [(env, split, j) for j in range(config.jobs)]))
-    merged = JobStats(seconds=max(r.seconds for r in results))
-    for result in results:
-        merged.cases += result.cases
-        merged.ops += result.ops
-        for bug_id, count in result.fixed.items():
-            merged.fixed[bug_id] = merged.fixed.get(bug_id, 0) + count
-        for signature, finding in result.findings.items():
-            if signature in merged.findings:
-                merged.findings[signature].count += finding.count
-                merged.findings[signature].seeds += finding.seeds
-            else:
-                merged.findings[signature] = finding
-    return env, merged
+        stats = run_job(env, config, 0, progress)
+    else:
+        from oracle.campaign.pool import run_jobs  # it imports this module
+
+        stats = run_jobs(env, config, progress)
+    stats.interrupted = stop.requested()
+    return env, stats
 
 
 def exit_status(stats: JobStats, strict: bool) -> int:
-    """1 for a confirmed finding that is not a known bug (any confirmed one if strict)."""
+    """``128 + signal`` for a run a signal stopped; else 1 for a confirmed finding that
+    is not a known bug (any confirmed one if strict); else 2 when something went wrong
+    (a job died, a finding could not be written); else 0."""
+    if stats.interrupted is not None:
+        return stop.exit_status(stats.interrupted)
     for finding in stats.findings.values():
         if finding.outcome.confirmed and (finding.known is None or strict):
             return 1
+    if stats.errors or any(f.write_error for f in stats.findings.values()):
+        return 2
     return 0
 
 
@@ -411,9 +518,17 @@ class ProgressLine:
         if now - self.last < self.every:
             return
         self.last = now
-        self.stream.write(("\r" if self.tty else "") + self.text(stats) + ("" if self.tty
-                                                                           else "\n"))
-        self.stream.flush()
+        self.write(("\r" if self.tty else "") + self.text(stats) + ("" if self.tty else "\n"))
+
+    def write(self, text: str) -> None:
+        """Progress is optional: a stream that fails (closed, full) is dropped, not fatal."""
+        if self.stream is None:
+            return
+        try:
+            self.stream.write(text)
+            self.stream.flush()
+        except (OSError, ValueError):
+            self.stream = None
 
     @staticmethod
     def text(stats: Progress) -> str:
@@ -424,5 +539,4 @@ class ProgressLine:
 
     def done(self) -> None:
         if self.tty:
-            self.stream.write("\n")
-            self.stream.flush()
+            self.write("\n")

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import sys
 from pathlib import Path
 from typing import Any
 
+from oracle import stop
 from oracle.argtypes import positive_float, positive_int
 from oracle.campaign import baseline
 from oracle.campaign.check import CheckConfig, JobStats, ProgressLine, exit_status, run_check
@@ -19,6 +22,35 @@ from oracle.campaign.report import (
 )
 from oracle.environment import Environment
 from oracle.errors import OracleError
+
+
+class Console:
+    """stdout for the run's text, which a closed pipe or a full device cannot break: a
+    failed write turns stdout off for the rest of the run (the report still has
+    everything, and the exit status is the run's, never that of the write)."""
+
+    def __init__(self) -> None:
+        self.alive = True
+
+    def print(self, text: str) -> None:
+        if not self.alive:
+            return
+        try:
+            sys.stdout.write(text + "\n")
+            sys.stdout.flush()
+        except OSError:  # BrokenPipeError, ENOSPC on /dev/full, ...
+            self.alive = False
+            with contextlib.suppress(OSError):  # nor may the exit's flush fail
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, sys.stdout.fileno())
+
+
+def write_reports(args: argparse.Namespace, data: dict[str, Any]) -> None:
+    """The JSON report and JUnit, first of all output: nothing after them can lose them."""
+    if args.report is not None:
+        write_json(args.report, data)
+    if args.junit is not None:
+        atomic_write(args.junit, junit_xml(data))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -35,61 +67,66 @@ def run(args: argparse.Namespace) -> int:
         findings=args.findings,
         strict=args.strict,
     )
-    if args.baseline is not None:
-        return run_baseline_cli(args, config)
-    progress = ProgressLine(sys.stderr)
-    env, stats = run_check(config, progress if args.jobs == 1 else None,
-                           announce=lambda env: print(describe(env), flush=True))
+    console = Console()
+    with stop.handling_signals():
+        if args.baseline is not None:
+            return run_baseline_cli(args, config, console)
+        progress = ProgressLine(sys.stderr)
+        env, stats = run_check(config, progress,
+                               announce=lambda env: console.print(describe(env)))
+    data = report_data(env, config, stats)
+    write_reports(args, data)
     progress.done()
-    print(progress.text(stats))
+    console.print(progress.text(stats))
     for finding in stats.findings.values():
         label = f"known {finding.known.id}" if finding.known else "NEW"
         if not finding.outcome.confirmed:
             label = "unconfirmed: not reproduced on a fresh state"
-        print(f"  [{label}] {finding.signature} x{finding.count}: {finding.summary}")
-        print(f"      {finding.directory}")
+        console.print(f"  [{label}] {finding.signature} x{finding.count}: {finding.summary}")
+        console.print(f"      {finding.directory or 'not written: ' + str(finding.write_error)}")
     for bug_id, count in sorted(stats.fixed.items()):
-        print(f"  [fixed {bug_id}] this build answers as {bug_id}'s fix does"
-              f" ({count} cases with its cause; the model took the fix)")
-    data = report_data(env, config, stats)
-    if args.report is not None:
-        write_json(args.report, data)
-    if args.junit is not None:
-        atomic_write(args.junit, junit_xml(data))
+        console.print(f"  [fixed {bug_id}] this build answers as {bug_id}'s fix does"
+                      f" ({count} cases with its cause; the model took the fix)")
+    for error in stats.errors:
+        console.print(f"  [error] {error}")
     status = exit_status(stats, config.strict)
     unconfirmed = any(not f.outcome.confirmed for f in stats.findings.values())
-    print("conforms" if not stats.findings else "findings: see above" if status else
-          "findings: known or unconfirmed only" if unconfirmed else "findings: all known")
+    console.print("conforms" if not stats.findings else "findings: see above" if status == 1
+                  else "findings: known or unconfirmed only" if unconfirmed
+                  else "findings: all known")
+    if stats.interrupted is not None:
+        console.print(f"interrupted by {stats.interrupted}: the report covers the run so far")
     return status
 
 
-def run_baseline_cli(args: argparse.Namespace, config: CheckConfig) -> int:
+def run_baseline_cli(args: argparse.Namespace, config: CheckConfig, console: Console) -> int:
     """``check --libbpf A --baseline B``: differences between two builds, judged."""
     if args.jobs != 1:
         raise OracleError("--baseline runs one job: leave out --jobs")
     progress = ProgressLine(sys.stderr)
     env, base, stats = baseline.run_baseline(
         config, args.baseline, args.baseline_source, progress,
-        announce=lambda a, b: print(f"A: {describe(a)}\nB: {describe(b)}", flush=True))
+        announce=lambda a, b: console.print(f"A: {describe(a)}\nB: {describe(b)}"))
+    interrupted = stop.requested()
+    status = stop.exit_status(interrupted) if interrupted else baseline.exit_status(stats)
+    data = baseline_report(env, base, config, stats, status)
+    data["interrupted"] = interrupted
+    write_reports(args, data)
     progress.done()
-    print(progress.text(stats).replace("check:", "baseline:", 1))
+    console.print(progress.text(stats).replace("check:", "baseline:", 1))
     for signature, finding in stats.findings.items():
         verdict = stats.verdicts[signature]
         label = ("moves away" if verdict in baseline.AWAY else "known bug's cause"
                  if verdict.startswith(baseline.KNOWN) else "towards the model")
         if not finding.outcome.confirmed:
             label = "unconfirmed: not reproduced on a fresh state"
-        print(f"  [{label}] {signature} x{finding.count}: {finding.summary}")
-        print(f"      {finding.directory}")
-    status = baseline.exit_status(stats)
-    data = baseline_report(env, base, config, stats, status)
-    if args.report is not None:
-        write_json(args.report, data)
-    if args.junit is not None:
-        atomic_write(args.junit, junit_xml(data))
-    print("no differences" if not stats.findings else
-          ("differences: none moves away from the model" if status == 0
-           else "differences: see above"))
+        console.print(f"  [{label}] {signature} x{finding.count}: {finding.summary}")
+        console.print(f"      {finding.directory or 'not written: ' + str(finding.write_error)}")
+    console.print("no differences" if not stats.findings else
+                  ("differences: none moves away from the model" if status == 0
+                   else "differences: see above"))
+    if interrupted is not None:
+        console.print(f"interrupted by {interrupted}: the report covers the run so far")
     return status
 
 

@@ -58,6 +58,8 @@ class Finding:
     count: int = 1
     directory: Path | None = None
     seeds: list[int] = field(default_factory=list)
+    #: why the finding's directory could not be written (a full disk), if it could not
+    write_error: str | None = None
 
     def as_report(self) -> dict[str, Any]:
         crash = self.outcome.crash
@@ -73,6 +75,7 @@ class Finding:
             "frames": list(crash.frames[:5]) if crash else [],
             "trace": str(self.directory / "trace.jsonl") if self.directory else None,
             "reproducer": str(self.directory / "repro.c") if self.directory else None,
+            "write_error": self.write_error,
         }
 
 
@@ -120,8 +123,8 @@ def summary_markdown(finding: Finding, libbpf: LibbpfInfo) -> str:
 def write_finding(root: Path, finding: Finding, libbpf: LibbpfInfo, seed: int | None) -> Path:
     """Write ``finding`` under ``root`` unless its signature is already there."""
     final = root / slug(finding.signature)
-    finding.directory = final
     if final.exists():
+        finding.directory = final
         return final
     try:
         root.mkdir(parents=True, exist_ok=True)
@@ -131,11 +134,21 @@ def write_finding(root: Path, finding: Finding, libbpf: LibbpfInfo, seed: int | 
     try:
         _write_files(tmp, finding, libbpf, seed)
         os.rename(tmp, final)
-    except OSError:
+    except OSError as exc:
         shutil.rmtree(tmp, ignore_errors=True)
-        if not final.exists():
-            raise
+        if not final.exists():  # another job's copy of it landed first: that one stands
+            raise OracleError(f"cannot write finding {final}: {exc.strerror}") from None
+    finding.directory = final
     return final
+
+
+def keep_finding(root: Path, finding: Finding, libbpf: LibbpfInfo, seed: int | None) -> None:
+    """``write_finding``; one that cannot be written (a full disk) keeps the reason in
+    ``write_error`` and stays in the run's report."""
+    try:
+        write_finding(root, finding, libbpf, seed)
+    except OracleError as exc:
+        finding.write_error = str(exc)
 
 
 def _write_files(tmp: Path, finding: Finding, libbpf: LibbpfInfo, seed: int | None) -> None:

@@ -161,6 +161,29 @@ class LifecycleGenerator:
                 ops.append(self.object_op(opens, open_now))
         return ops
 
+    def stale_binding(self) -> list[Op]:
+        """KB3's shape on purpose (fresh cases): handlers with distinct cookies and a
+        ``prog_prepare_load_fn``, an object whose one program is bound to a later one,
+        then the registry changes under it (an earlier or its own handler unregistered,
+        or more registered so the array may move), then load, attach and close.  The
+        model's answer is the spec's (the program keeps its handler); a build with KB3
+        calls another handler's callbacks, or reads freed memory."""
+        rng = self.rng
+        stems = rng.sample(CUSTOM_STEMS, rng.randint(2, len(CUSTOM_STEMS)))
+        ops: list[Op] = [Register(b"keep", 1, 0)]
+        for i, stem in enumerate(stems):
+            ops.append(Register(stem, pick(rng, (1, 1, 17)), 0, HandlerOpts(
+                cookie=10 * (i + 1), prog_setup_fn=self.callback(),
+                prog_prepare_load_fn=Callback(0), prog_attach_fn=Callback(pick(rng, (0, -1))))))
+        bound = rng.randrange(1, len(stems))  # its handler is HandleRef(bound + 1)
+        ops.append(Open(ObjectSpec((Program(stems[bound]),), b"GPL")))
+        if rng.random() < 0.7:
+            ops.append(Unregister(HandleRef(rng.randint(1, bound + 1))))
+        else:
+            ops += [self.register() for _ in range(rng.randint(1, 6))]
+        ops += [Load(ObjRef(0)), Attach(ObjRef(0), 0), Close(ObjRef(0))]
+        return ops
+
     def object_op(self, opens: int, open_now: set[int]) -> Op:
         """An op on one of the objects opened so far (mostly open ones)."""
         rng = self.rng

@@ -52,6 +52,18 @@ def report_data(env: Environment, config: CheckConfig, stats: JobStats) -> dict[
         #: known bugs this build answered as fixed (the model with the bug's fix held)
         "known_bugs_fixed": sorted(stats.fixed),
         "unexplained": sum(1 for f in stats.findings.values() if f.known is None),
+        #: fresh cases with a known bug's cause, and how many of them conformed: a
+        #: build that fixed the bug conforms on all of them
+        "known_bug_causes": {bug: {"cases": cases, "conformed": held}
+                             for bug, (cases, held) in sorted(stats.causes.items())},
+        #: chain failures that only followed a run-past id divergence (not findings)
+        "consequences": stats.consequences,
+        #: findings whose pattern chained cases steered around once they repeated
+        "steered": list(stats.steered),
+        #: the signal that ended the run before its budget ("SIGINT"), or null
+        "interrupted": stats.interrupted,
+        #: what went wrong without ending the run (a job process that died)
+        "errors": list(stats.errors),
         "exit_status": exit_status(stats, config.strict),
     }
 
@@ -94,6 +106,12 @@ def junit_xml(data: dict[str, Any]) -> str:
                                       name="conformance", time=str(data["seconds"]))
     ElementTree.SubElement(campaign, "system-out").text = (
         f"{data['cases']} cases, {data['ops']} ops, {data['ops_per_s']} ops/s")
+    problems = ([f"interrupted by {data['interrupted']}"] if data.get("interrupted") else []) + [
+        *data.get("errors", []),
+        *(f"{f['signature']}: {f['write_error']}" for f in findings if f.get("write_error"))]
+    if problems:
+        ElementTree.SubElement(campaign, "error", message=problems[0]).text = "\n".join(problems)
+        suite.set("errors", str(1))
     for finding in findings:
         case = ElementTree.SubElement(suite, "testcase", classname="sec-oracle.finding",
                                       name=finding["signature"])

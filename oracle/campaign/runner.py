@@ -26,10 +26,11 @@ Rules:
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence, Sized
 from dataclasses import dataclass
 from typing import Final
 
+from oracle import stop
 from oracle.campaign.compare import Divergence, first_divergence, signal_name
 from oracle.campaign.known import without_new_known_causes
 from oracle.campaign.shrink import shrink
@@ -151,26 +152,33 @@ class Differential:
                  max_seconds: float | None = None) -> CaseOutcome:
         """``outcome``'s case shrunk (``shrink.shrink``, same signature only, never bringing
         in a documented bug's cause the case lacked) and run again on a fresh state to
-        confirm.  If the minimal case does not fail the same way there, the case as it
-        was, run on a fresh state, marked ``confirmed=False`` (a flaky failure: never a
-        finding that fails the run)."""
+        confirm.  The whole case runs again on a fresh state first: if it does not fail
+        the same way, nothing is shrunk.  If it or the minimal case does not fail the
+        same way, the result is the case as it was, run on a fresh state, marked
+        ``confirmed=False`` (a flaky failure: never a finding that fails the run)."""
         signature = outcome.signature
         assert signature is not None
         ops = list(outcome.ops)
         if outcome.crash is not None:
             ops = ops[: outcome.crash.op_index + 1]
+        again = self.run(ops)
+        if again.signature != signature:  # the whole case does not fail again: no shrinking
+            return dataclasses.replace(again, divergence=outcome.divergence,
+                                       crash=outcome.crash, confirmed=False)
         failing = without_new_known_causes(self.version, ops, self.signature)
         minimal = shrink(ops, signature, failing, max_tries=max_tries, max_seconds=max_seconds)
         confirmed = self.run(minimal)  # run_fresh: a fresh copy of the pristine child
         if confirmed.signature == signature:
             return confirmed
-        again = self.run(ops)
         return dataclasses.replace(again, divergence=outcome.divergence, crash=outcome.crash,
                                    confirmed=False)
 
     def signature(self, ops: list[Op]) -> str | None:
         """The shrinker's predicate: this case's signature on a fresh process (None for
-        a candidate the model cannot answer: it is never compared)."""
+        a candidate the model cannot answer: it is never compared; None for every
+        candidate once a stop is requested, so shrinking ends at once)."""
+        if stop.requested() is not None:
+            return None
         try:
             return self.run(ops).signature
         except NotModelledError:
@@ -215,6 +223,11 @@ class ChainResult:
     unmodelled: int = 0
     #: repeats of tolerated signatures the batch ran past: signature -> count
     repeats: dict[str, int] = dataclasses.field(default_factory=dict)
+    #: the cases the batch was given (passed, failing and lost after a failure)
+    planned: int = 0
+    #: the failure came after the chain ran past a register whose ids differed: the
+    #: two sides number handlers differently since, so it may only be a consequence
+    renumbered: bool = False
 
 
 #: ops whose answer never changes libbpf's state: a divergence in one leaves the
@@ -223,13 +236,17 @@ STATELESS_OPS: Final = (ProgTypeByName, AttachTypeByName, ProgInfo)
 
 
 def leaves_state_alone(divergence: Divergence) -> bool:
-    """Both sides are in the same state after this divergence: a stateless op, or a
+    """Both sides are in the same state after this divergence: a stateless op; a
     register/unregister that failed on both sides (both check before they change
-    anything: ``libbpf_register_prog_handler``, ``libbpf_unregister_prog_handler``)."""
-    if isinstance(divergence.op, STATELESS_OPS):
+    anything: ``libbpf_register_prog_handler``, ``libbpf_unregister_prog_handler``);
+    or a register that succeeded on both sides with different ids (each side
+    resolves ``HandleRef`` to its own id, so the chain goes on in step)."""
+    op, expected, actual = divergence.op, divergence.expected, divergence.actual
+    if isinstance(op, STATELESS_OPS):
         return True
-    return (isinstance(divergence.op, Register | Unregister)
-            and divergence.expected.rc < 0 and divergence.actual.rc < 0)
+    if isinstance(op, Register) and expected.rc > 0 and actual.rc > 0:
+        return True
+    return isinstance(op, Register | Unregister) and expected.rc < 0 and actual.rc < 0
 
 
 class Chain:
@@ -252,6 +269,7 @@ class Chain:
         self.oracle = Oracle(self.model, bpf=self.bpf)
         self.history: list[Op] = []
         self.registers = self.objects = 0
+        self.renumbered = False  # ran past a register whose ids differed (ChainResult)
         self.keep: frozenset[int] = frozenset({0}) if self.anchor else frozenset()
         self.prefix: list[Op] = [ANCHOR] if self.anchor else []
 
@@ -299,10 +317,12 @@ class Chain:
                     or divergence.signature not in self.tolerated:
                 break
             repeats[divergence.signature] = repeats.get(divergence.signature, 0) + 1
+            self.renumbered |= isinstance(divergence.op, Register) and divergence.actual.rc > 0
             start = divergence.index + 1
         if divergence is None and batch.crash is None:
             self.history += plan.ops
-            return ChainResult(len(plan.ends), len(plan.ops), repeats=repeats)
+            return ChainResult(len(plan.ends), len(plan.ops), repeats=repeats,
+                               planned=len(plan.cases))
         if divergence is not None:
             failed_at = divergence.index
         else:
@@ -313,11 +333,13 @@ class Chain:
         chain_ops = tuple(self.history + plan.ops[: failed_at + 1])
         if divergence is not None:
             divergence = dataclasses.replace(divergence, index=len(self.history) + divergence.index)
+        renumbered = self.renumbered
         self._restart()
         failure = CaseOutcome(chain_ops, (), (), divergence,
                               batch.crash if divergence is None else None)
         case = plan.cases[passed] if passed < len(plan.cases) else None
-        return ChainResult(passed, done, failure, case, repeats=repeats)
+        return ChainResult(passed, done, failure, case, repeats=repeats,
+                           planned=len(plan.cases), renumbered=renumbered)
 
     def stream(self, batches: Iterator[Iterable[Sequence[Op]]]) -> Iterator[ChainResult]:
         """Run batches of cases; the oracle plans batch k+1 while libbpf runs batch k.
@@ -352,7 +374,8 @@ class Chain:
                 self._restart()
                 if done is not None:
                     yield done
-                yield ChainResult(0, 0, unmodelled=1)
+                yield ChainResult(0, 0, unmodelled=1,
+                                  planned=len(cases) if isinstance(cases, Sized) else 0)
                 continue
             if done is not None:
                 yield done

@@ -54,6 +54,7 @@ from oracle.ops import (
     Unregister,
     resolve_handler,
 )
+from oracle.stop import die_with_parent
 
 PROGRESS: Final = struct.Struct("<q")
 #: the progress file: ops started (offset 0) and the pid running a fresh case (offset 8)
@@ -138,6 +139,7 @@ def run_inprocess(lib: Libbpf | Session, ops: Sequence[Op]) -> list[OpResult]:
 def child_main(argv: Sequence[str]) -> int:
     """``python -m oracle.libbpf.child LIBBPF_SO PROGRESS_FILE [--no-log]``."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when we stop
+    die_with_parent()  # and a parent killed outright takes us with it
     reader = os.dup(0)
     writer = open(os.dup(1), "wb")  # noqa: SIM115 - lives as long as the process
     os.dup2(2, 1)
@@ -232,6 +234,7 @@ def in_copy(progress: mmap.mmap, writer: Any, body: Callable[[], None], *,
             gc.disable()
         code = 0
         try:
+            die_with_parent()  # not inherited across fork
             PROGRESS.pack_into(progress, CASE_PID_OFFSET, os.getpid())
             body()
         except BaseException:

@@ -17,7 +17,6 @@ REPORT_KEYS = {"format", "format_version", "libbpf", "seed", "jobs", "cases", "o
                "ops_per_s", "findings", "unexplained", "exit_status"}
 
 
-
 def test_conforming_release_exits_0_with_report_and_junit(tmp_path: Path) -> None:
     target_or_skip("1.7.0")
     report, junit = tmp_path / "r.json", tmp_path / "j.xml"
@@ -29,7 +28,7 @@ def test_conforming_release_exits_0_with_report_and_junit(tmp_path: Path) -> Non
     assert set(data) >= REPORT_KEYS
     assert data["format"] == "libbpf-sec-oracle/report"
     assert data["libbpf"]["version"] == "1.7.0" and data["libbpf"]["so_sha256"]
-    assert data["cases"] >= 400 and data["ops"] > data["cases"]
+    assert data["cases"] == 400 and data["ops"] > data["cases"]
     assert data["findings"] == [] and data["exit_status"] == 0
     suite = ElementTree.parse(junit).getroot()
     assert suite.tag == "testsuite" and suite.get("failures") == "0"
@@ -42,7 +41,16 @@ def test_jobs_run_independent_campaigns_and_merge(tmp_path: Path) -> None:
                  "--findings", str(tmp_path / "f"), "--report", str(report)])
     data = json.loads(report.read_text())
     assert code == 0 and data["jobs"] == 2
-    assert data["cases"] >= 600 and data["findings"] == []
+    assert data["cases"] == 600 and data["findings"] == []
+
+
+@pytest.mark.parametrize(("cases", "jobs"), [(1, 1), (10, 1), (300, 1), (7, 2)])
+def test_cases_n_runs_n_cases(tmp_path: Path, cases: int, jobs: int) -> None:
+    target_or_skip("1.7.0")
+    report = tmp_path / "r.json"
+    assert main(["check", "--libbpf", "1.7.0", "--cases", str(cases), "--jobs", str(jobs),
+                 "--findings", str(tmp_path / "f"), "--report", str(report)]) == 0
+    assert json.loads(report.read_text())["cases"] == cases
 
 
 def test_known_libbpf_bug_is_reported_but_passes_unless_strict(tmp_path: Path) -> None:

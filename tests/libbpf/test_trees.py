@@ -1,7 +1,8 @@
 """Source trees as targets: content-hash builds, tables from the tree, known bugs by range.
 
 Trees are made in the test from Debian's 1.7.0 source (as a user's checkout would be):
-a copy, a "next release" (version bumped, one SEC_DEF added), a KB1 fix (one guard).
+a copy, a "next release" (version bumped, one SEC_DEF added), a KB1 fix (one guard), a
+KB3 fix (programs keep a copy of their handler).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -63,6 +65,34 @@ def kb1_fixed(tree: Path) -> Path:
          "\tif (!OPTS_VALID(opts, libbpf_prog_handler_opts))\n\t\treturn libbpf_err(-EINVAL);\n",
          "\tif (!OPTS_VALID(opts, libbpf_prog_handler_opts))\n\t\treturn libbpf_err(-EINVAL);\n"
          + KB1_GUARD)
+    return tree
+
+
+#: KB3's fix: a program keeps a copy of the custom handler it matched at open (the
+#: registry's array may move or shift under it); set_type tells the fallback by a flag
+KB3_FIX = [
+    ("\tconst struct bpf_sec_def *sec_def;\n",
+     "\tconst struct bpf_sec_def *sec_def;\n\tstruct bpf_sec_def sec_def_copy;\n"
+     "\tbool sec_def_fallback;\n"),
+    ("\t\tprog->sec_def = find_sec_def(prog->sec_name);\n",
+     "\t\tprog->sec_def = find_sec_def(prog->sec_name);\n"
+     "\t\tif (prog->sec_def && prog->sec_def->handler_id) {\n"
+     "\t\t\tprog->sec_def_fallback = prog->sec_def == &custom_fallback_def;\n"
+     "\t\t\tprog->sec_def_copy = *prog->sec_def;\n"
+     "\t\t\tprog->sec_def_copy.sec = NULL; /* the registry's */\n"
+     "\t\t\tprog->sec_def = &prog->sec_def_copy;\n"
+     "\t\t}\n"),
+    ("\tif (prog->sec_def != &custom_fallback_def)\n\t\tprog->sec_def = NULL;\n",
+     "\tif (!prog->sec_def_fallback)\n\t\tprog->sec_def = NULL;\n"),
+    ("static const struct bpf_sec_def *find_sec_def(const char *sec_name);\n",
+     "static const struct bpf_sec_def *find_sec_def(const char *sec_name);\n"
+     "static struct bpf_sec_def custom_fallback_def;\n"),
+]
+
+
+def kb3_fixed(tree: Path) -> Path:
+    for old, new in KB3_FIX:
+        edit(tree / "src" / "libbpf.c", old, new)
     return tree
 
 
@@ -165,11 +195,12 @@ def test_tree_that_does_not_build(pristine: Path, tmp_path: Path) -> None:
     assert result.stderr.count("\n") == 1 and "deliberately broken" in result.stderr
 
 
-def run_check(tmp_path: Path, spec: str, seconds: str) -> dict[str, object]:
+def run_check(tmp_path: Path, spec: str, seconds: str) -> dict[str, Any]:
+    tmp_path.mkdir(exist_ok=True)
     report = tmp_path / "report.json"
     code = main(["check", "--libbpf", spec, "--time", seconds, "--report", str(report),
                  "--findings", str(tmp_path / "findings")])
-    data: dict[str, object] = json.loads(report.read_text())
+    data: dict[str, Any] = json.loads(report.read_text())
     assert data["exit_status"] == code
     return data
 
@@ -191,7 +222,21 @@ def test_kb1_fix_conforms_and_is_reported_fixed(pristine: Path, tmp_path: Path) 
     assert data["known_bugs_fixed"] == ["KB1"]
     findings = data["findings"]
     assert isinstance(findings, list)
-    assert not [f for f in findings if f["known"] == "KB1" or f["confirmed"]], findings
+    assert not [f for f in findings if f["known"] == "KB1"], findings
+    assert not [f for f in findings if f["confirmed"] and f["known"] != "KB3"], findings
+
+
+def test_kb3_fix_conforms_on_every_case_with_its_cause(pristine: Path, tmp_path: Path) -> None:
+    tree = kb3_fixed(copy_tree(pristine, tmp_path / "kb3"))
+    fixed = run_check(tmp_path / "fixed", str(tree), "15")
+    assert fixed["exit_status"] == 0 and fixed["findings"] == [], fixed["findings"]
+    causes = fixed["known_bug_causes"]
+    assert isinstance(causes, dict)
+    assert causes["KB3"]["cases"] > 10 and causes["KB3"]["conformed"] == causes["KB3"]["cases"]
+    unfixed = run_check(tmp_path / "unfixed", "1.7.0", "15")  # the same cases find KB3 there
+    findings = unfixed["findings"]
+    assert isinstance(findings, list) and findings
+    assert {f["known"] for f in findings} == {"KB3"}, findings
 
 
 # -- what a patch changed (check --baseline) ------------------------------------------
