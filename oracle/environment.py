@@ -37,6 +37,7 @@ class Environment:
     profile: Profile
     info: LibbpfInfo  # what traces and findings record of the library
     bpf: bool  # bpf() permitted here: Load/Attach run for real (else they answer NO_BPF)
+    source: Path | None = None  # --source: the tree a PATH .so was built from
 
     @property
     def version(self) -> str:
@@ -77,4 +78,4 @@ def prepare(libbpf: str, source: Path | None = None) -> Environment:
         else target.variant
     info = LibbpfInfo(version=model.version, variant=variant, so_sha256=sha,
                       path=str(target.path))
-    return Environment(target, model, info, bpf_permitted())
+    return Environment(target, model, info, bpf_permitted(), source)

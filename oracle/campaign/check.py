@@ -13,7 +13,9 @@ Rules:
 - A new signature is shrunk (``Differential.minimise``: candidates accepted only
   on the same signature and only if they bring in no documented bug's cause the
   case lacked), confirmed on a fresh libbpf state, classified against the
-  known-bug list, and written at once (``findings.write_finding``).
+  known-bug list, and written at once (``findings.keep_finding``).  A crash on
+  a plain build is run again on its ASan twin, and every repro.c is compiled
+  and run against the build (``oracle.campaign.confirm``).
   A signature seen again only counts; once written, a chain runs past its
   repeats where both sides' state is unchanged (``runner.leaves_state_alone``),
   counting them, instead of ending (and restarting) on each.  Once a known bug
@@ -54,6 +56,7 @@ from typing import Any, Protocol
 
 from oracle import environment, stop
 from oracle.campaign.compare import Divergence, first_divergence, rc_class
+from oracle.campaign.confirm import on_sanitizer
 from oracle.campaign.findings import Finding, keep_finding
 from oracle.campaign.generate import CaseGenerator
 from oracle.campaign.known import KnownBug, affects, explain, known_bugs, triggered_bugs
@@ -171,7 +174,9 @@ def new_finding(env: Environment, confirmed: CaseOutcome, signature: str,
     """Classify and write one new finding (its case already shrunk and confirmed)."""
     finding = Finding(signature, confirmed.kind, confirmed.summary(), confirmed,
                       known=explain(env.version, signature, list(confirmed.ops)), seeds=[seed])
-    keep_finding(config.findings, finding, env.info, seed)
+    if confirmed.crash is not None and confirmed.confirmed and env.target.variant == "plain":
+        finding.sanitizer_run = on_sanitizer(env, confirmed.ops, config.timeout)
+    keep_finding(config.findings, finding, env.info, seed, env.target)
     return finding
 
 

@@ -26,14 +26,17 @@ import os
 import re
 import shutil
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from oracle.campaign.compare import show
+from oracle.campaign.confirm import ReproRun, SanitizerRun, plain_twin_info, run_repro
 from oracle.campaign.known import KnownBug
 from oracle.campaign.runner import CaseOutcome
 from oracle.errors import OracleError
+from oracle.libbpf.targets import Target
 from oracle.ops import OP_NAMES, Answer, Op
 from oracle.repro_c import emit_c
 from oracle.selftest_c import emit_selftest, selftest_name
@@ -60,6 +63,10 @@ class Finding:
     seeds: list[int] = field(default_factory=list)
     #: why the finding's directory could not be written (a full disk), if it could not
     write_error: str | None = None
+    #: a plain build's crash run again on its ASan twin (``confirm.on_sanitizer``)
+    sanitizer_run: SanitizerRun | None = None
+    #: repro.c compiled and run against the build, and its plain twin (``confirm.run_repro``)
+    repro_runs: list[ReproRun] = field(default_factory=list)
 
     def as_report(self) -> dict[str, Any]:
         crash = self.outcome.crash
@@ -76,6 +83,8 @@ class Finding:
             "trace": str(self.directory / "trace.jsonl") if self.directory else None,
             "reproducer": str(self.directory / "repro.c") if self.directory else None,
             "write_error": self.write_error,
+            "sanitizer_run": self.sanitizer_run.as_report() if self.sanitizer_run else None,
+            "repro_runs": [run.as_report() for run in self.repro_runs],
         }
 
 
@@ -111,6 +120,19 @@ def summary_markdown(finding: Finding, libbpf: LibbpfInfo) -> str:
         lines += ["## Crash", "", f"- kind: {crash.kind}, sanitizer: {crash.sanitizer},"
                   f" signal: {crash.signal}, exit code: {crash.exit_code}",
                   f"- message: {crash.message}", "", "```", *crash.frames, "```", ""]
+    rerun = finding.sanitizer_run
+    if rerun is not None:
+        lines += ["## On the sanitizer build", ""]
+        if rerun.reason is not None:
+            lines += [f"Not run: {rerun.reason}", ""]
+        elif not rerun.crashed:
+            lines += [f"{rerun.target}: the same case does not crash.", ""]
+        else:
+            lines += [f"{rerun.target}: {rerun.kind} ({rerun.sanitizer})", "", "```",
+                      *rerun.frames, "```", ""]
+    if finding.repro_runs:
+        lines += ["## repro.c, compiled and run", "",
+                  *(f"- {run.sentence()}" for run in finding.repro_runs), ""]
     lines += ["## Reproduce", "", "```sh", "cc repro.c -lbpf -o repro && ./repro",
               "sec-oracle replay trace.jsonl            # against the oracle",
               "```", "",
@@ -120,8 +142,11 @@ def summary_markdown(finding: Finding, libbpf: LibbpfInfo) -> str:
     return "\n".join(lines)
 
 
-def write_finding(root: Path, finding: Finding, libbpf: LibbpfInfo, seed: int | None) -> Path:
-    """Write ``finding`` under ``root`` unless its signature is already there."""
+def write_finding(root: Path, finding: Finding, libbpf: LibbpfInfo, seed: int | None,
+                  target: Target | None = None) -> Path:
+    """Write ``finding`` under ``root`` unless its signature is already there; its
+    repro.c is compiled and run against the build (and, for a sanitizer ``target``, its
+    plain twin when built) first (``confirm.run_repro``)."""
     final = root / slug(finding.signature)
     if final.exists():
         finding.directory = final
@@ -132,7 +157,7 @@ def write_finding(root: Path, finding: Finding, libbpf: LibbpfInfo, seed: int | 
     except OSError as exc:
         raise OracleError(f"cannot write findings under {root}: {exc.strerror}") from None
     try:
-        _write_files(tmp, finding, libbpf, seed)
+        _write_files(tmp, finding, libbpf, seed, target)
         os.rename(tmp, final)
     except OSError as exc:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -142,16 +167,27 @@ def write_finding(root: Path, finding: Finding, libbpf: LibbpfInfo, seed: int | 
     return final
 
 
-def keep_finding(root: Path, finding: Finding, libbpf: LibbpfInfo, seed: int | None) -> None:
+def repro_header(runs: Sequence[ReproRun]) -> str:
+    """A comment saying with which builds the program below was run, and what it did."""
+    if not runs:
+        return ""
+    lines = ["/*", " * sec-oracle ran this program when it wrote the finding:"]
+    lines += [f" * - {run.sentence().replace('*/', '* /')}" for run in runs]
+    return "\n".join([*lines, " */", ""]) + "\n"
+
+
+def keep_finding(root: Path, finding: Finding, libbpf: LibbpfInfo, seed: int | None,
+                 target: Target | None = None) -> None:
     """``write_finding``; one that cannot be written (a full disk) keeps the reason in
     ``write_error`` and stays in the run's report."""
     try:
-        write_finding(root, finding, libbpf, seed)
+        write_finding(root, finding, libbpf, seed, target)
     except OracleError as exc:
         finding.write_error = str(exc)
 
 
-def _write_files(tmp: Path, finding: Finding, libbpf: LibbpfInfo, seed: int | None) -> None:
+def _write_files(tmp: Path, finding: Finding, libbpf: LibbpfInfo, seed: int | None,
+                 target: Target | None) -> None:
     outcome = finding.outcome
     header = TraceHeader(libbpf=libbpf, origin="shrink", seed=seed, note=finding.signature)
     answered = [r.answer for r in outcome.actual]
@@ -163,7 +199,14 @@ def _write_files(tmp: Path, finding: Finding, libbpf: LibbpfInfo, seed: int | No
     write_trace(tmp / "trace.jsonl", header, records)
     expected = Trace(header, tuple(Record(op, a) for op, a in zip(outcome.ops, outcome.expected,
                                                                     strict=True)))
-    (tmp / "repro.c").write_text(emit_c(expected, title=finding.signature, summary=finding.summary))
+    repro = emit_c(expected, title=finding.signature, summary=finding.summary)
+    (tmp / "repro.c").write_text(repro)
+    if not finding.repro_runs:
+        finding.repro_runs = [run_repro(tmp / "repro.c", libbpf)]
+        plain = plain_twin_info(libbpf, target)
+        if plain is not None:
+            finding.repro_runs.append(run_repro(tmp / "repro.c", plain))
+    (tmp / "repro.c").write_text(repro_header(finding.repro_runs) + repro)
     (tmp / "selftest.c").write_text(emit_selftest(
         expected, name=selftest_name(slug(finding.signature)), title=finding.signature,
         summary=finding.summary))

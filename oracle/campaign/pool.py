@@ -10,8 +10,11 @@ Rules:
   and the run's report names it in ``errors`` instead of losing every job's
   results.
 - A stop request in the parent (``oracle.stop``) is passed on to every job as
-  SIGTERM; each winds down within one batch and sends its final snapshot.  A
-  job still alive ``GRACE_SECONDS`` later is SIGKILLed.  Jobs die with the
+  SIGTERM (and SIGCONT); each winds down within one batch and sends its final
+  snapshot.  A job still alive ``GRACE_SECONDS`` later is SIGKILLed.  When
+  the time budget is spent, a job someone stopped (SIGSTOP) is continued, and
+  one still alive ``DEADLINE_GRACE`` later is SIGKILLed: no job can hold the
+  run forever.  Jobs die with the
   parent if it is killed outright (``stop.die_with_parent``), and every
   job's temp dir (its workers' files) is removed by the parent whatever
   became of the job.
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import os
 import shutil
 import signal
 import tempfile
@@ -37,6 +41,8 @@ from oracle.environment import Environment
 
 SNAPSHOT_SECONDS: Final = 1.0
 GRACE_SECONDS: Final = 30.0
+#: past the time budget, a job may still be shrinking a finding or building its ASan twin
+DEADLINE_GRACE: Final = 300.0
 
 
 def split_cases(cases: int | None, jobs: int, job: int) -> int | None:
@@ -101,7 +107,8 @@ def run_jobs(env: Environment, config: CheckConfig,
             process.start()
             send.close()
             jobs.append(_Job(number, process, receive, tmp))
-        _collect(jobs, progress)
+        deadline = None if config.seconds is None else time.monotonic() + config.seconds
+        _collect(jobs, progress, deadline)
     finally:
         for job in jobs:
             if job.process.is_alive():
@@ -119,19 +126,32 @@ def run_jobs(env: Environment, config: CheckConfig,
     return merged
 
 
-def _collect(jobs: list[_Job], progress: Callable[[JobStats], None] | None) -> None:
-    """Receive snapshots until every job has ended; pass a stop request on."""
+def _signal_live(jobs: list[_Job], *signals: int) -> None:
+    for job in jobs:
+        for number in signals:
+            if job.process.is_alive() and job.process.pid is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(job.process.pid, number)
+
+
+def _collect(jobs: list[_Job], progress: Callable[[JobStats], None] | None,
+             deadline: float | None) -> None:
+    """Receive snapshots until every job has ended; pass a stop request on; at the
+    time budget's end continue any job someone stopped (SIGSTOP), and kill what is
+    still alive ``DEADLINE_GRACE`` later."""
     passed_on: float | None = None
+    continued = False
     while not all(job.ended for job in jobs):
+        now = time.monotonic()
         if stop.requested() is not None and passed_on is None:
-            passed_on = time.monotonic()
-            for job in jobs:
-                if job.process.is_alive():
-                    job.process.terminate()
-        if passed_on is not None and time.monotonic() - passed_on > GRACE_SECONDS:
-            for job in jobs:
-                if job.process.is_alive():
-                    job.process.kill()
+            passed_on = now
+            _signal_live(jobs, signal.SIGTERM, signal.SIGCONT)
+        if deadline is not None and now > deadline and not continued:
+            continued = True
+            _signal_live(jobs, signal.SIGCONT)
+        if (passed_on is not None and now - passed_on > GRACE_SECONDS) or (
+                deadline is not None and now > deadline + DEADLINE_GRACE):
+            _signal_live(jobs, signal.SIGKILL)
         live = {id(job.conn): job for job in jobs if not job.ended}
         for ready in wait([job.conn for job in live.values()], timeout=0.5):
             job = live[id(ready)]

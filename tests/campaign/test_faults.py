@@ -181,6 +181,17 @@ def test_a_killed_job_process_costs_its_results_only(tmp_path: Path) -> None:
     run.assert_clean()
 
 
+def test_a_stopped_job_process_cannot_hold_the_run(tmp_path: Path) -> None:
+    run = Run(tmp_path, "--time", "6", "--jobs", "2")
+    run.started(workers=6)
+    jobs = [pid for pid in children(run.proc.pid) if children(pid)]
+    os.kill(jobs[0], signal.SIGSTOP)  # continued when the time budget is spent
+    assert run.wait(60) == 0
+    data = run.data()
+    assert data["cases"] > 0 and data["errors"] == []
+    run.assert_clean()
+
+
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGSTOP])
 def test_a_failure_that_does_not_reproduce_is_unconfirmed(tmp_path: Path,
                                                           sig: signal.Signals) -> None:
