@@ -17,7 +17,7 @@ Rules:
 - Findings are deduplicated by signature (``CaseOutcome.signature``); the
   first file of a signature is shrunk and confirmed on a fresh state
   (``Differential.minimise``), classified (``fuzz.checks.classify``: known bug or new)
-  and written with ``oracle.campaign.findings.write_finding`` (finding.json,
+  and written with ``oracle.campaign.findings.keep_finding`` (finding.json,
   trace.jsonl, repro.c, summary.md).  Later files of the signature only count.
 - Exit status: 1 if a new (unknown) finding was written or already there, else 0.
 """
@@ -33,12 +33,12 @@ from pathlib import Path
 from fuzz import checks
 from fuzz.decode import decode
 from oracle.campaign.check import CheckConfig, prepare
-from oracle.campaign.findings import Finding, write_finding
+from oracle.campaign.findings import Finding, keep_finding
 from oracle.campaign.runner import CaseOutcome, Differential
+from oracle.environment import Environment
 from oracle.errors import OracleError
 from oracle.libbpf.worker import Worker
 from oracle.model.objects import NotModelledError
-from oracle.traces import LibbpfInfo
 
 
 @dataclass
@@ -48,6 +48,7 @@ class Row:
     signature: str = ""
     known: str = ""
     directory: str = ""
+    finding: Finding | None = None  # the first file of a signature: its finding
 
 
 def file_kind(path: Path) -> str:
@@ -55,15 +56,16 @@ def file_kind(path: Path) -> str:
     return prefix if prefix in ("crash", "timeout", "leak", "oom", "slow") else "input"
 
 
-def make_finding(differential: Differential, outcome: CaseOutcome, version: str,
-                 findings: Path, info: LibbpfInfo, shrink_tries: int) -> Finding:
-    """Shrink, confirm on a fresh state, classify and write one finding."""
+def make_finding(differential: Differential, outcome: CaseOutcome, env: Environment,
+                 findings: Path, shrink_tries: int) -> Finding:
+    """Shrink, confirm on a fresh state, classify and write one finding (one that
+    cannot be written keeps the reason: ``findings.keep_finding``)."""
     signature = outcome.signature
     assert signature is not None
     confirmed = differential.minimise(outcome, shrink_tries)
     finding = Finding(signature, confirmed.kind, confirmed.summary(), confirmed,
-                      known=checks.classify(version, signature, list(confirmed.ops)))
-    write_finding(findings, finding, info, None)
+                      known=checks.classify(env.version, signature, list(confirmed.ops)))
+    keep_finding(findings, finding, env.info, None, env.target)
     return finding
 
 
@@ -97,12 +99,11 @@ def triage(files: Sequence[Path], *, libbpf: str, findings: Path, lifecycle: boo
                 rows.append(Row(name, "duplicate", signature, first.known.id if first.known
                                 else "", str(first.directory or "")))
                 continue
-            finding = make_finding(differential, outcome, env.version, findings, env.info,
-                                   shrink_tries)
+            finding = make_finding(differential, outcome, env, findings, shrink_tries)
             seen[signature] = finding
             rows.append(Row(name, "known" if finding.known else "new", signature,
                             finding.known.id if finding.known else "",
-                            str(finding.directory or "")))
+                            str(finding.directory or ""), finding))
     return rows
 
 
