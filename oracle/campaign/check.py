@@ -13,9 +13,11 @@ Rules:
 - A new signature is shrunk (``Differential.minimise``: candidates accepted only
   on the same signature and only if they bring in no documented bug's cause the
   case lacked), confirmed on a fresh libbpf state, classified against the
-  known-bug list, and written at once (``findings.keep_finding``).  A crash on
-  a plain build is run again on its ASan twin, and every repro.c is compiled
-  and run against the build (``oracle.campaign.confirm``).
+  known-bug list, and written at once (``findings.keep_finding``); every
+  repro.c is compiled and run against the build first.  After the campaign,
+  each confirmed crash of a plain build is run again on its ASan twin (built
+  if needed: it may take a minute) and its finding's files amended
+  (``oracle.campaign.confirm``).
   A signature seen again only counts; once written, a chain runs past its
   repeats where both sides' state is unchanged (``runner.leaves_state_alone``),
   counting them, instead of ending (and restarting) on each.  Once a known bug
@@ -57,7 +59,7 @@ from typing import Any, Protocol
 from oracle import environment, stop
 from oracle.campaign.compare import Divergence, first_divergence, rc_class
 from oracle.campaign.confirm import on_sanitizer
-from oracle.campaign.findings import Finding, keep_finding
+from oracle.campaign.findings import Finding, amend_finding, keep_finding
 from oracle.campaign.generate import CaseGenerator
 from oracle.campaign.known import KnownBug, affects, explain, known_bugs, triggered_bugs
 from oracle.campaign.lifecycle_gen import LifecycleGenerator
@@ -174,10 +176,24 @@ def new_finding(env: Environment, confirmed: CaseOutcome, signature: str,
     """Classify and write one new finding (its case already shrunk and confirmed)."""
     finding = Finding(signature, confirmed.kind, confirmed.summary(), confirmed,
                       known=explain(env.version, signature, list(confirmed.ops)), seeds=[seed])
-    if confirmed.crash is not None and confirmed.confirmed and env.target.variant == "plain":
-        finding.sanitizer_run = on_sanitizer(env, confirmed.ops, config.timeout)
     keep_finding(config.findings, finding, env.info, seed, env.target)
     return finding
+
+
+def rerun_crashes_on_sanitizer(env: Environment, stats: JobStats, config: CheckConfig) -> None:
+    """After the campaign (a twin may take a minute to build): each confirmed crash of a
+    plain build, run again on its ASan twin; its finding files say what that did."""
+    if env.target.variant != "plain":
+        return
+    for finding in stats.findings.values():
+        outcome = finding.outcome
+        if outcome.crash is None or not outcome.confirmed or finding.sanitizer_run:
+            continue
+        if stop.requested() is not None:
+            break
+        finding.sanitizer_run = on_sanitizer(env, outcome.ops, config.timeout)
+        if finding.directory is not None and finding.write_error is None:
+            amend_finding(finding, env.info)
 
 
 ProgressFn = Callable[[JobStats], None]
@@ -482,6 +498,7 @@ def run_check(config: CheckConfig, progress: ProgressFn | None = None,
         from oracle.campaign.pool import run_jobs  # it imports this module
 
         stats = run_jobs(env, config, progress)
+    rerun_crashes_on_sanitizer(env, stats, config)
     stats.interrupted = stop.requested()
     return env, stats
 

@@ -167,6 +167,27 @@ def write_finding(root: Path, finding: Finding, libbpf: LibbpfInfo, seed: int | 
     return final
 
 
+def amend_finding(finding: Finding, libbpf: LibbpfInfo) -> None:
+    """Rewrite summary.md and finding.json of a finding this run wrote, after something
+    was learnt of it later (its crash on the sanitizer twin); each file replaced whole."""
+    directory = finding.directory
+    assert directory is not None
+    stored = json.loads((directory / "finding.json").read_text())
+    data = stored | {key: value for key, value in finding.as_report().items()
+                     if key not in ("trace", "reproducer")}
+    for name, text in (("summary.md", summary_markdown(finding, libbpf)),
+                       ("finding.json", json.dumps(data, indent=2) + "\n")):
+        try:
+            fd, tmp = tempfile.mkstemp(prefix=f".{name}.", dir=directory)
+            with os.fdopen(fd, "w") as handle:
+                handle.write(text)
+            os.chmod(tmp, (directory / name).stat().st_mode)  # the mode it was written with
+            os.replace(tmp, directory / name)
+        except OSError as exc:
+            finding.write_error = f"cannot amend {directory / name}: {exc.strerror}"
+            return
+
+
 def repro_header(runs: Sequence[ReproRun]) -> str:
     """A comment saying with which builds the program below was run, and what it did."""
     if not runs:

@@ -125,3 +125,29 @@ def test_a_finding_says_what_its_reproducer_did(tmp_path: Path) -> None:
         stored = json.loads((directory / "finding.json").read_text())
         assert stored["repro_runs"] == finding["repro_runs"]
     assert os.path.exists(report)
+
+
+def test_a_plain_crash_finding_is_amended_with_its_asan_twins_view(tmp_path: Path) -> None:
+    """A finding written during the campaign learns afterwards what the ASan twin did."""
+    from oracle.campaign.check import CheckConfig, JobStats, rerun_crashes_on_sanitizer
+    from oracle.campaign.findings import Finding, write_finding
+    from oracle.campaign.runner import CaseOutcome
+    from oracle.libbpf.worker import CrashEvent
+
+    if not bpf_permitted():
+        pytest.skip("bpf() is not permitted here: KB3's trigger loads a program")
+    env = env_or_skip("1.7.0")
+    target_or_skip("1.7.0+asan")
+    crash = CrashEvent(kind="crash", signal=11, exit_code=None, sanitizer=None, message="",
+                       frames=(), op_index=5, ops=tuple(KB3_TRIGGER), stderr_tail="")
+    outcome = CaseOutcome(tuple(KB3_TRIGGER), tuple(Oracle(env.profile).run(KB3_TRIGGER)),
+                          (), None, crash)
+    finding = Finding("crash:SIGSEGV:op=load", "crash", "s", outcome)
+    write_finding(tmp_path, finding, env.info, 0, env.target)
+    stats = JobStats(findings={finding.signature: finding})
+    rerun_crashes_on_sanitizer(env, stats, CheckConfig(libbpf="1.7.0"))
+    assert finding.sanitizer_run is not None and finding.sanitizer_run.crashed
+    assert finding.directory is not None
+    stored = json.loads((finding.directory / "finding.json").read_text())
+    assert stored["sanitizer_run"]["sanitizer"] == "heap-use-after-free"
+    assert "heap-use-after-free" in (finding.directory / "summary.md").read_text()
