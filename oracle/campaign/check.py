@@ -20,7 +20,9 @@ Rules:
   (``oracle.campaign.confirm``).
   A signature seen again only counts; once written, a chain runs past its
   repeats where both sides' state is unchanged (``runner.leaves_state_alone``),
-  counting them, instead of ending (and restarting) on each.  Once a known bug
+  counting them, instead of ending (and restarting) on each (a chain that ran
+  past a register whose ids differ restarts after that batch: the registries
+  drift apart from there).  Once a known bug
   is found, chained cases steer around its trigger where they can
   (``MixedCases.avoid``), unless ``strict``.
 - A known bug's cause stays in fresh cases after it is found (and KB3's,
@@ -304,6 +306,9 @@ class Job:
         self.stats = JobStats()
         self.chain: Chain | None = None
         self.started = time.monotonic()
+        self.chain_repeats: dict[str, int] = {}  # repeats that ended a chain
+        #: signatures found to be consequences of a run-past id divergence (``failed``)
+        self.consequence_of_renumbering: set[str] = set()
 
     def adopted_fix(self, outcome: CaseOutcome) -> bool:
         """Whether a known bug's fix explains ``outcome`` (``fixed_known_bug``); if so,
@@ -335,7 +340,7 @@ class Job:
             self.failed(outcome, None)
 
     def failed(self, outcome: CaseOutcome, case: Sequence[Op] | None, *,
-               renumbered: bool = False) -> None:
+               renumbered: bool = False, chained: bool = False) -> None:
         """Count a failure; a new signature becomes a written finding.
 
         A failure that a known bug's fixed profile answers exactly is no failure:
@@ -349,14 +354,19 @@ class Job:
         if signature in self.stats.findings:
             finding = self.stats.findings[signature]
             finding.count += 1
-            if (finding.count == STEER_AFTER and outcome.divergence is not None
-                    and not self.config.strict):
-                self.cases.steer(outcome.divergence)  # it ends chains: steer around it
-                self.stats.steered.append(signature)
+            if chained:
+                self.chain_repeats[signature] = self.chain_repeats.get(signature, 0) + 1
+                if (self.chain_repeats[signature] == STEER_AFTER
+                        and outcome.divergence is not None and not self.config.strict):
+                    self.cases.steer(outcome.divergence)  # it ends chains: steer around it
+                    self.stats.steered.append(signature)
             return
         if self.stats.fixed and not outcome.actual and not self.differential.run(
                 outcome.ops).failed:
             return  # the chain was planned before a fix was adopted; with it, it conforms
+        if renumbered and signature in self.consequence_of_renumbering:
+            self.stats.consequences += 1  # seen before as one: no need to run it alone
+            return
         if case is not None:  # most chain failures are the case's own: prefer it alone
             with contextlib.suppress(NotModelledError):
                 alone = self.differential.run(case)
@@ -366,6 +376,7 @@ class Job:
                     return
                 elif renumbered:
                     self.stats.consequences += 1
+                    self.consequence_of_renumbering.add(signature)
                     return
         found = (time.monotonic() - self.started, self.stats.ops)
         confirmed = self.differential.minimise(outcome, self.config.shrink_tries,
@@ -467,7 +478,8 @@ def run_job(env: Environment, config: CheckConfig, job: int,
             batch[0] = (max(MIN_BATCH, min(config.batch, 2 * (result.cases + 1)))
                         if result.failure is not None else min(config.batch, 2 * batch[0]))
             if result.failure is not None:
-                job_.failed(result.failure, result.case, renumbered=result.renumbered)
+                job_.failed(result.failure, result.case, renumbered=result.renumbered,
+                            chained=True)
             if number % config.fresh_every == 0 and budget_left(stats, in_flight[0]):
                 job_.fresh(cases.next(fresh=True))  # the paths only an empty state has
             if number % config.cause_every == 1 and not config.avoid_known \

@@ -228,6 +228,8 @@ class ChainResult:
     #: the failure came after the chain ran past a register whose ids differed: the
     #: two sides number handlers differently since, so it may only be a consequence
     renumbered: bool = False
+    #: the chain started again after this batch (as after a failure): plan again on it
+    restarted: bool = False
 
 
 #: ops whose answer never changes libbpf's state: a divergence in one leaves the
@@ -321,8 +323,11 @@ class Chain:
             start = divergence.index + 1
         if divergence is None and batch.crash is None:
             self.history += plan.ops
+            restarted = self.renumbered  # its ids no longer match: keep it to one batch
+            if restarted:
+                self._restart()
             return ChainResult(len(plan.ends), len(plan.ops), repeats=repeats,
-                               planned=len(plan.cases))
+                               planned=len(plan.cases), restarted=restarted)
         if divergence is not None:
             failed_at = divergence.index
         else:
@@ -364,7 +369,7 @@ class Chain:
                 if pending is not None:
                     done = self.judge(pending[0], pending[1].result())
                     pending = None
-                    if done.failure is not None:  # the chain restarted: plan again on it
+                    if done.failure is not None or done.restarted:  # plan again on it
                         plan = self.plan(plan.cases)
                 pending = (plan, self.worker.submit(plan.ops))
             except NotModelledError:
