@@ -168,7 +168,7 @@ def run_harness(*args: str, cwd: Path, timeout: float = 300) -> subprocess.Compl
 @pytest.mark.parametrize("spec", ["system", "1.7.0"])
 def test_harness_agrees_with_the_oracle_on_seeds(spec: str, tmp_path: Path) -> None:
     """The libFuzzer callback, called directly (``--replay``) in a subprocess."""
-    target_or_skip(spec, build=False)
+    target_or_skip(spec)
     inputs = [str(p) for p in (*SEEDS, *random_inputs(tmp_path / "r", 300, 1))]
     result = run_harness(f"--libbpf={spec}", "--replay", "--repeat=2", *inputs, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -177,7 +177,7 @@ def test_harness_agrees_with_the_oracle_on_seeds(spec: str, tmp_path: Path) -> N
 
 @pytest.mark.libbpf
 def test_harness_lifecycle_mode_agrees(tmp_path: Path) -> None:
-    target_or_skip("1.7.0", build=False)
+    target_or_skip("1.7.0")
     inputs = [str(p) for p in random_inputs(tmp_path / "r", 200, 2)]
     result = run_harness("--libbpf=1.7.0", "--lifecycle", "--replay", *inputs, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -187,7 +187,7 @@ def test_harness_lifecycle_mode_agrees(tmp_path: Path) -> None:
 def test_short_atheris_run_finds_nothing_new(tmp_path: Path) -> None:
     if importlib.util.find_spec("atheris") is None:
         pytest.skip("atheris is not installed (pip install -e '.[fuzz]')")
-    target_or_skip("1.7.0+fuzz", build=False)
+    target_or_skip("1.7.0+fuzz")
     corpus = tmp_path / "corpus"
     shutil.copytree(ROOT / "corpus" / "fuzz" / "registry", corpus)
     result = run_harness("--libbpf=1.7.0+fuzz", "-runs=2000", "-seed=1",
@@ -208,7 +208,7 @@ def test_triage_of_a_crafted_kb1_input(tmp_path: Path) -> None:
     from fuzz.triage import triage
 
     spec = "1.7.0+asan"
-    target_or_skip(spec, build=False)
+    target_or_skip(spec)
     crash = tmp_path / "crash-kb1"
     crash.write_bytes(encode_seed(KB1_OPS))
     findings = tmp_path / "findings"

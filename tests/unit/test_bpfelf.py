@@ -35,9 +35,8 @@ from oracle.bpfelf import (
     bench_objects,
     build_object,
 )
+from tests.targets import target_or_skip
 
-SYSTEM_LIBBPF = Path("/usr/lib/x86_64-linux-gnu/libbpf.so.1")
-LIBBPF_170 = Path("/tmp/src/1.7.0/src/libbpf.so.1")
 FINDINGS = Path("/tmp/bpfelf-findings")
 
 SHF_WRITE, SHF_ALLOC, SHF_EXECINSTR = 0x1, 0x2, 0x4
@@ -206,28 +205,27 @@ class Libbpf:
             self.lib.bpf_object__close(handle)
 
 
-_LIBS: dict[Path, Libbpf] = {}
+_LIBS: dict[str, Libbpf] = {}
 
 
-def _libbpf(path: Path) -> Libbpf:
-    if not path.exists():
-        pytest.skip(f"libbpf not found at {path} (build libbpf 1.7.0 in /tmp/src/1.7.0/src)")
-    if path not in _LIBS:
-        _LIBS[path] = Libbpf(path)
-    return _LIBS[path]
+def _libbpf(spec: str) -> Libbpf:
+    """The ``--libbpf`` target ``spec`` loaded here (a release is built into the cache)."""
+    if spec not in _LIBS:
+        _LIBS[spec] = Libbpf(target_or_skip(spec).path)
+    return _LIBS[spec]
 
 
-LIB_PATHS = [
-    pytest.param(SYSTEM_LIBBPF, id="libbpf-system"),
-    pytest.param(LIBBPF_170, id="libbpf-1.7.0"),
+LIB_SPECS = [
+    pytest.param("system", id="libbpf-system"),
+    pytest.param("1.7.0", id="libbpf-1.7.0"),
 ]
 
 
-@pytest.fixture(params=LIB_PATHS)
+@pytest.fixture(params=LIB_SPECS)
 def libbpf(request: pytest.FixtureRequest) -> Libbpf:
     lib = _libbpf(request.param)
     # Two copies of libbpf.so.1 (same SONAME) loaded by path must stay distinct.
-    expected = "v1.7" if request.param == LIBBPF_170 else None
+    expected = "v1.7" if request.param == "1.7.0" else None
     if expected is not None:
         assert lib.version == expected
     return lib
@@ -395,12 +393,12 @@ _plain_section = st.binary(min_size=1, max_size=24).map(lambda b: b.replace(b"\0
 
 
 @pytest.mark.libbpf
-@pytest.mark.parametrize("path", LIB_PATHS)
+@pytest.mark.parametrize("spec", LIB_SPECS)
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.filter_too_much])
 @given(sections=st.lists(_plain_section.filter(lambda s: not _libbpf_special(s)), min_size=1,
                          max_size=4))  # fmt: skip
-def test_property_libbpf_sees_requested_programs(path: Path, sections: list[bytes]) -> None:
-    lib = _libbpf(path)
+def test_property_libbpf_sees_requested_programs(spec: str, sections: list[bytes]) -> None:
+    lib = _libbpf(spec)
     spec = ObjectSpec(tuple(Program(s) for s in sections))
     got = lib.open(build_object(spec))
     assert isinstance(got, list), f"open failed with errno {got}"
@@ -785,10 +783,9 @@ def run_malformed(
 
 @pytest.mark.libbpf
 @pytest.mark.slow
-@pytest.mark.parametrize("path", LIB_PATHS)
-def test_malformed_objects_do_not_kill_the_harness(path: Path, tmp_path: Path) -> None:
-    if not path.exists():
-        pytest.skip(f"libbpf not found at {path}")
+@pytest.mark.parametrize("spec", LIB_SPECS)
+def test_malformed_objects_do_not_kill_the_harness(spec: str, tmp_path: Path) -> None:
+    path = target_or_skip(spec).path
     cases = malformed_cases()
     out = run_malformed(path, cases, tmp_path)
     results, crashes = out["results"], out["crashes"]
@@ -803,7 +800,7 @@ def test_malformed_objects_do_not_kill_the_harness(path: Path, tmp_path: Path) -
             if "data" not in c:
                 continue
             digest = hashlib.sha256(c["data"]).hexdigest()[:16]
-            stem = FINDINGS / f"{path.parent.parent.name}-{digest}"
+            stem = FINDINGS / f"{spec}-{digest}"
             stem.with_suffix(".o").write_bytes(c["data"])
             meta = {k: v for k, v in c.items() if k != "data"} | {"libbpf": str(path)}
             stem.with_suffix(".json").write_text(json.dumps(meta, indent=2))

@@ -1,9 +1,12 @@
 """The generated libbpf tables: loader, generator and ``sec-oracle tables``.
 
 Facts below were read off the upstream sources (``src/libbpf.c`` and
-``include/uapi/linux/bpf.h`` of each orig tarball); the regeneration test
-checks the committed JSON against those sources byte for byte when they are
-unpacked in /tmp/src.
+``include/uapi/linux/bpf.h`` of each orig tarball).  The regeneration test
+checks each committed JSON against its source byte for byte: Debian's four
+releases from the cache (``debsrc.source_tree``, fetched on first use), the
+upstream-only tables from ``$SEC_ORACLE_UPSTREAM_TREES/<version>`` when set
+(the tree at the commit the table records), else skipped saying so
+(``tests.targets.table_tree_or_skip``).
 """
 
 from __future__ import annotations
@@ -17,8 +20,8 @@ from oracle.cli import main
 from oracle.errors import UnknownVersionError
 from oracle.tables import SecDef, Table, known_versions, load_table, table_json
 from oracle.tables import generate as gen
+from tests.targets import table_tree_or_skip, upstream_commit
 
-SRC = Path("/tmp/src")
 #: Debian's four releases, plus upstream releases generated from their tags
 VERSIONS = ("0.8.3", "1.0.3", "1.1.2", "1.2.3", "1.3.4", "1.4.6", "1.4.7", "1.5.0", "1.5.1",
             "1.6.3", "1.7.0")
@@ -51,10 +54,9 @@ def test_tables_load(version: str) -> None:
     assert all(d.prog_prepare_load_fn == "libbpf_prepare_prog_load" for d in table.section_defs)
 
 
-@pytest.mark.skipif(not SRC.is_dir(), reason="upstream sources not unpacked in /tmp/src")
 @pytest.mark.parametrize("version", VERSIONS)
 def test_entry_count_matches_source(version: str) -> None:
-    text = (SRC / version / "src" / "libbpf.c").read_text()
+    text = (table_tree_or_skip(version) / "src" / "libbpf.c").read_text()
     body = text[text.index("section_defs[] = {") : text.index("\n};", text.index("section_defs[]"))]
     assert len(re.findall(r"SEC_DEF\(", body)) == ENTRY_COUNTS[version]
 
@@ -120,13 +122,16 @@ def test_unknown_version_names_nearest() -> None:
 # --------------------------------------------------------------------------- generator
 
 
-@pytest.mark.skipif(not SRC.is_dir(), reason="upstream sources not unpacked in /tmp/src")
 @pytest.mark.parametrize("version", VERSIONS)
 def test_regenerate_is_byte_identical(version: str, tmp_path: Path) -> None:
-    assert gen.main(["--version", version, "--source", str(SRC), "--out", str(tmp_path)]) == 0
+    tree, commit = table_tree_or_skip(version), upstream_commit(version)
+    argv = ["--version", version, "--source", str(tree), "--out", str(tmp_path)]
+    if commit is not None:
+        argv += ["--upstream", commit]
+    assert gen.main(argv) == 0  # a Debian tree's orig tarball (beside it in the cache) is read
     committed = table_json(version)
     assert (tmp_path / f"libbpf-{version}.json").read_text() == committed
-    if (SRC / f"libbpf_{version}.orig.tar.gz").exists():
+    if commit is None:  # a Debian source: its orig tarball was checked and recorded
         assert '"orig_sha256": null' not in committed
 
 
