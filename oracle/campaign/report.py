@@ -56,6 +56,8 @@ def report_data(env: Environment, config: CheckConfig, stats: JobStats) -> dict[
         #: build that fixed the bug conforms on all of them
         "known_bug_causes": {bug: {"cases": cases, "conformed": held}
                              for bug, (cases, held) in sorted(stats.causes.items())},
+        #: batches or cases dropped because the model cannot answer them
+        "unmodelled": stats.unmodelled,
         #: chain failures that only followed a run-past id divergence (not findings)
         "consequences": stats.consequences,
         #: findings whose pattern chained cases steered around once they repeated
