@@ -71,6 +71,7 @@ from oracle.bpfelf import ObjectSpec, build_object
 from oracle.errors import BadArgumentError
 from oracle.ops import (
     INT_MAX,
+    LIFECYCLE_OPS,
     NO_BPF,
     NO_OBJECT,
     NO_PROGRAM,
@@ -120,7 +121,6 @@ CALLBACK_KINDS: Final = (
 )
 OFFSETS: Final = {"sz": 0, "cookie": 8, "prog_setup_fn": 16, "prog_prepare_load_fn": 24,
                   "prog_attach_fn": 32}
-LIFECYCLE_OPS: Final = (Open, ProgInfo, SetType, SetAutoload, Load, Attach, Close)
 #: ops during which libbpf calls handler callbacks
 CALLING_OPS: Final = (Open, Load, Attach)
 ELF_BYTES_PER_LINE: Final = 12
