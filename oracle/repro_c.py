@@ -7,8 +7,10 @@ per fact.
 
 Rules and invariants:
 - Record ``i`` becomes "op i": the call, then one check per fact of its
-  recorded answer: ``rc``, then each out-parameter, then (see below) the
-  callback calls.  A passing fact prints ``ok   op i CALL: ...``; a failing
+  recorded answer: ``rc``, then each out-parameter (by its ``OutField.name``
+  in ``oracle.ops.OP_SPECS``: a lookup's are variables of that name, ``open``'s
+  is ``programs``, ``prog_info``'s are its getters' calls), then (see below)
+  the callback calls.  A passing fact prints ``ok   op i CALL: ...``; a failing
   one ``FAIL op i CALL: rc expected -ESRCH (-3), got 0`` (``CALL`` is the C
   source of the call, via the preprocessor's ``#``).  ``main`` returns 1 if
   any fact failed, else 0; the last line is ``PASS: ...`` or ``FAIL: ...``.
@@ -75,7 +77,9 @@ from oracle.ops import (
     NO_BPF,
     NO_OBJECT,
     NO_PROGRAM,
+    OP_SPECS,
     OPTS_STRUCT_SIZE,
+    OUT_NAMES,
     Answer,
     Attach,
     AttachTypeByName,
@@ -89,6 +93,7 @@ from oracle.ops import (
     ObjRef,
     Op,
     Open,
+    OutField,
     ProgInfo,
     ProgTypeByName,
     Register,
@@ -99,16 +104,12 @@ from oracle.ops import (
 from oracle.traces import ERRNO_NAME, Trace
 
 UNTOUCHED: Final = 0xC0DEFACE
-#: C names of each op kind's out-parameters, in ``Answer.out`` order
-OUT_NAMES: Final[dict[type, tuple[str, ...]]] = {
-    ProgTypeByName: ("prog_type", "attach_type"),
-    AttachTypeByName: ("attach_type",),
-}
-#: the getters ``ProgInfo`` reports, in ``Answer.out`` order (``True``: a string)
-PROG_GETTERS: Final = (("bpf_program__name", True), ("bpf_program__section_name", True),
-                       ("bpf_program__type", False),
-                       ("bpf_program__expected_attach_type", False),
-                       ("bpf_program__autoload", False))
+#: the getter of each out-parameter ``ProgInfo`` reports (its ``OutField``, in ``Answer.out``
+#: order: the name a fact has, and whether it is a string)
+PROG_GETTERS: Final[dict[str, OutField]] = dict(zip(
+    ("bpf_program__name", "bpf_program__section_name", "bpf_program__type",
+     "bpf_program__expected_attach_type", "bpf_program__autoload"),
+    OP_SPECS[ProgInfo].out, strict=True))
 #: errnos the rc printer always knows, on top of those the trace expects
 COMMON_ERRNOS: Final = (1, 2, 3, 7, 12, 16, 17, 22, 95)
 CALLBACK_KINDS: Final = (
@@ -966,10 +967,10 @@ class Emitter:
             if prog != "prog":
                 self.emit(f"prog = {prog};")
         outs = answer.out if answer is not None else (None,) * len(PROG_GETTERS)
-        for (getter, is_str), value in zip(PROG_GETTERS, outs, strict=True):
+        for (getter, out), value in zip(PROG_GETTERS.items(), outs, strict=True):
             if value is None:
                 self.emit(f"{getter}(prog);")
-            elif is_str:
+            elif out.kind == "string":
                 assert isinstance(value, bytes)
                 self.check_getter(index, op, getter, True, c_string(value))
             else:
@@ -996,11 +997,17 @@ def call_literal(call: CallbackCall) -> str:
             f" {c_string(call.section)}, {c_long(call.cookie)}, {c_int(call.ret)} }}")
 
 
+def lookup_declarations(plan: Plan) -> Iterator[str]:
+    """The lookups' out-parameters, each a variable named as its ``OutField``
+    (``enum bpf_prog_type prog_type;``)."""
+    for kind in (ProgTypeByName, AttachTypeByName):
+        if kind in plan.lookups:
+            for out in OP_SPECS[kind].out:
+                yield f"enum bpf_{out.kind} {out.name};"
+
+
 def _declarations(plan: Plan) -> Iterator[str]:
-    if ProgTypeByName in plan.lookups:
-        yield "enum bpf_prog_type prog_type;"
-    if plan.lookups:
-        yield "enum bpf_attach_type attach_type;"
+    yield from lookup_declarations(plan)
     if plan.handles:
         yield "int " + ", ".join(f"h{i}" for i in sorted(plan.handles)) + ";"
     if plan.opens:

@@ -176,9 +176,10 @@ def test_wrong_expected_answer_fails_with_expected_vs_actual(build: Path) -> Non
     run = compile_and_run(build, emit_c(trace_of(ops, wrong), title="t", summary="s"), "wrong")
     assert run.returncode == 1
     lines = run.stdout.splitlines()
-    call = 'libbpf_prog_type_by_name("abc/x", &prog_type, &attach_type)'
+    call = 'libbpf_prog_type_by_name("abc/x", &prog_type, &expected_attach_type)'
     assert f"FAIL op 1 {call}: rc expected 0, got -ESRCH (-3)" in lines
     assert f"FAIL op 1 {call}: prog_type expected 2, got untouched" in lines
+    assert f"FAIL op 1 {call}: expected_attach_type expected 0, got untouched" in lines
     assert 'ok   op 2 libbpf_attach_type_by_name("xdp", &attach_type): attach_type 37' in lines
     assert lines[-1] == "FAIL: 3 of 6 facts hold"
 
@@ -239,7 +240,7 @@ def test_clang_accepts_it_too(build: Path) -> None:
 def test_records_without_answers_mix_with_checked_ones() -> None:
     records = (Record(ProgTypeByName(b"a")), Record(ProgTypeByName(b"b"), Answer(-3, (None, None))))
     source = emit_c(Trace(SYSTEM, records), title="t", summary="s")
-    assert '\tlibbpf_prog_type_by_name("a", &prog_type, &attach_type);' in source
+    assert '\tlibbpf_prog_type_by_name("a", &prog_type, &expected_attach_type);' in source
     assert 'EXPECT_RC(1, -ESRCH, libbpf_prog_type_by_name("b"' in source
 
 
