@@ -404,35 +404,37 @@ static void expect_out(int op, const char *what, unsigned int got, unsigned int 
 }"""
 
 _STR_CHECK: Final = r"""
-static void expect_str(int op, const char *call, const char *got, const char *expected)
+static void expect_str(int op, const char *call, const char *what, const char *got,
+		const char *expected)
 {
 	facts++;
 	if (got && strcmp(got, expected) == 0) {
-		printf("ok   op %d %s: \"%s\"\n", op, call, got);
+		printf("ok   op %d %s: %s \"%s\"\n", op, call, what, got);
 		return;
 	}
 	failures++;
-	printf("FAIL op %d %s: expected \"%s\", got %s%s%s\n", op, call, expected,
+	printf("FAIL op %d %s: %s expected \"%s\", got %s%s%s\n", op, call, what, expected,
 		got ? "\"" : "", got ? got : "NULL", got ? "\"" : "");
 }
 
-/* run CALL (a string getter), check what it returns */
-#define EXPECT_STR(op, expected, call) expect_str(op, #call, (call), expected)"""
+/* run CALL (a string getter), check what it returns (the fact WHAT) */
+#define EXPECT_STR(op, what, expected, call) expect_str(op, #call, what, (call), expected)"""
 
 _U32_CHECK: Final = r"""
-static void expect_u32(int op, const char *call, unsigned int got, unsigned int expected)
+static void expect_u32(int op, const char *call, const char *what, unsigned int got,
+		unsigned int expected)
 {
 	facts++;
 	if (got == expected) {
-		printf("ok   op %d %s: %u\n", op, call, got);
+		printf("ok   op %d %s: %s %u\n", op, call, what, got);
 		return;
 	}
 	failures++;
-	printf("FAIL op %d %s: expected %u, got %u\n", op, call, expected, got);
+	printf("FAIL op %d %s: %s expected %u, got %u\n", op, call, what, expected, got);
 }
 
-/* run CALL (a getter), check what it returns */
-#define EXPECT_U32(op, expected, call) expect_u32(op, #call, (call), expected)"""
+/* run CALL (a getter), check what it returns (the fact WHAT) */
+#define EXPECT_U32(op, what, expected, call) expect_u32(op, #call, what, (call), expected)"""
 
 _PUT: Final = r"""
 /* store VAL's bytes at OFF of BUF: opts laid out exactly as recorded */
@@ -765,12 +767,13 @@ class Emitter:
 
     def check_getter(self, index: int, op: Op, getter: str, is_str: bool, expected: str) -> None:
         """Check what ``getter(prog)`` returns against ``expected`` (a C literal)."""
+        what = PROG_GETTERS[getter].name
         if is_str:
             self.plan.used.add("str")
-            self.emit(f"EXPECT_STR({index}, {expected}, {getter}(prog));")
+            self.emit(f'EXPECT_STR({index}, "{what}", {expected}, {getter}(prog));')
         else:
             self.plan.used.add("u32")
-            self.emit(f"EXPECT_U32({index}, {expected}, {getter}(prog));")
+            self.emit(f'EXPECT_U32({index}, "{what}", {expected}, {getter}(prog));')
 
     def check_calls(self, index: int, op: Op, calls: tuple[CallbackCall, ...]) -> None:
         """Check the callback calls recorded since the last check against ``calls``."""

@@ -220,7 +220,7 @@ def _calls_sentence(expected: tuple[CallbackCall, ...], actual: tuple[CallbackCa
 
 
 def _n_calls(n: int) -> str:
-    return "none" if n == 0 else f"{n} callback call{'' if n == 1 else 's'}"
+    return f"{n or 'no'} callback call{'' if n == 1 else 's'}"
 
 
 def _call_field_text(name: str, value: object) -> str:

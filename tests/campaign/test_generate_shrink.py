@@ -126,7 +126,8 @@ def test_divergence_in_callback_calls_has_its_own_signature() -> None:
                        Answer(0, (1,), (CallbackCall("prog_setup_fn", 0, b"prog0", b"abc", 9, 0),)))
     assert other.signature == "divergence:open:calls:cookie-differs"
     assert more.describe() == (
-        "op 1 open: libbpf made 1 callback call, the model expected none; call 0: libbpf's"
+        "op 1 open: libbpf made 1 callback call, the model expected no callback calls;"
+        " call 0: libbpf's"
         ' prog_setup_fn of h0 on "prog0" (SEC "abc") cookie 7 returned 0, the model\'s none')
     assert other.describe() == ("op 1 open: libbpf's callback call 0 (prog_setup_fn) had"
                                 " cookie 9, the model expected 7")

@@ -29,6 +29,8 @@ from oracle.ops import (
     ProgTypeByName,
     Register,
 )
+from oracle.traces.codecs import NAME
+from oracle.traces.kinds import OP_KINDS
 
 INFO = ProgInfo(ObjRef(0), 2)
 GOOD_INFO = Answer(0, (b"custom1", b"abc", 5, 0, 1))
@@ -49,6 +51,14 @@ def test_arity_and_names_derive_from_the_table() -> None:
     assert all(OUT_ARITY[k] == len(OUT_NAMES[k]) for k in OP_SPECS)
     for spec in OP_SPECS.values():
         assert len({f.name for f in spec.out}) == len(spec.out)
+
+
+def test_traces_spell_the_table_the_same_way() -> None:
+    """traces/kinds.py keeps its own codec table: its names and string outs agree."""
+    for kind in OP_KINDS:
+        spec = OP_SPECS[kind.cls]
+        assert kind.name == spec.name
+        assert [c is NAME for c in kind.out_codecs] == [f.kind == "string" for f in spec.out]
 
 
 def test_refs_are_the_kinds_with_a_ref_field() -> None:

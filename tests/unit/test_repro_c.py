@@ -275,8 +275,8 @@ def test_lifecycle_shape() -> None:
         "expect_calls(5, 4, (const struct call[]){",
         '{ "prog_setup_fn", 1, "abc2", "abc/whatever", 2L, 0 },',
         "prog = prog_at(8, obj0, 2);",
-        'EXPECT_STR(8, "custom1", bpf_program__name(prog));',
-        "EXPECT_U32(8, 5, bpf_program__type(prog));",
+        'EXPECT_STR(8, "name", "custom1", bpf_program__name(prog));',
+        'EXPECT_U32(8, "prog_type", 5, bpf_program__type(prog));',
         "EXPECT_RC(12, 0, bpf_program__set_autoload(prog_at(12, obj0, 0), false));",
         "EXPECT_RC(13, 0, bpf_program__set_type(prog_at(13, obj0, 5), 1));",
         "EXPECT_RC(14, 0, bpf_object__load(obj0));",
@@ -381,8 +381,8 @@ def test_wrong_lifecycle_expectations_fail_with_expected_vs_actual(build: Path) 
             ' (SEC "abc/whatever") cookie 2 returned 0') in lines
     assert f"ok   op 5 {open_call}: call 2 prog_setup_fn of h3 on kprobe1 (SEC \"kprobe\")" \
         " cookie 5 returned 0" in lines
-    assert 'FAIL op 8 bpf_program__name(prog): expected "custom9", got "custom1"' in lines
-    assert "FAIL op 8 bpf_program__type(prog): expected 6, got 5" in lines
+    assert 'FAIL op 8 bpf_program__name(prog): name expected "custom9", got "custom1"' in lines
+    assert "FAIL op 8 bpf_program__type(prog): prog_type expected 6, got 5" in lines
     assert ("FAIL op 15 attach_program(prog_at(15, obj0, 0)): rc expected 0,"
             " got -EOPNOTSUPP (-95)") in lines
     assert lines[-1] == "FAIL: 64 of 68 facts hold"
