@@ -24,6 +24,12 @@ Rules and invariants:
   (negative errno on error) and ``out`` the out-parameters in order, ``None``
   for an out-parameter libbpf left untouched; an out value is an ``int``, or
   ``bytes`` for a C string a getter returned (``ProgInfo``).
+- Each op kind is declared once, in ``OP_SPECS``: its name, its out-parameters'
+  names and kinds (``OutField``: libbpf's word for each, ``programs``,
+  ``prog_type``, ``autoload``...), whether it has refs and whether it is a
+  lifecycle op.  ``OP_NAMES``, ``OUT_NAMES``, ``OUT_ARITY`` and
+  ``LIFECYCLE_OPS`` derive from it; findings and reproducers name an
+  out-parameter only by its ``OutField.name`` (traces keep ``out`` a list).
 - Object lifecycle ops (``Open`` .. ``Close``) name objects with ``ObjRef(n)``
   (printed ``obj<n>``) and programs by index; the harness conventions they
   share are listed above their definitions.
@@ -35,7 +41,7 @@ import dataclasses
 import errno
 import struct
 from dataclasses import dataclass, field
-from typing import Final, TypeAlias
+from typing import Final, Literal, TypeAlias
 
 from oracle.bpfelf import ObjectSpec
 from oracle.errors import BadArgumentError
@@ -230,7 +236,7 @@ class Open:
     """``bpf_object__open_mem(buf, size, NULL)``: an ``ObjectSpec`` (built with
     ``oracle.bpfelf.build_object``) or raw, possibly malformed, object bytes.
 
-    Answer: rc 0 or -errno; out ``(number of programs,)`` (None on failure);
+    Answer: rc 0 or -errno; out ``(programs,)``: the number of programs (None on failure);
     calls: the ``prog_setup_fn`` calls.
     """
 
@@ -239,9 +245,10 @@ class Open:
 
 @dataclass(frozen=True, slots=True)
 class ProgInfo:
-    """The ``prog``-th program's getters: out ``(bpf_program__name,
-    bpf_program__section_name, bpf_program__type,
-    bpf_program__expected_attach_type, bpf_program__autoload as 0/1)``; rc 0."""
+    """The ``prog``-th program's getters: out ``(name, section_name, prog_type,
+    expected_attach_type, autoload)``, what ``bpf_program__name``,
+    ``__section_name``, ``__type``, ``__expected_attach_type`` and ``__autoload``
+    (as 0/1) return; rc 0."""
 
     obj: ObjRef
     prog: int
@@ -297,37 +304,68 @@ Op: TypeAlias = (
     Register | Unregister | ProgTypeByName | AttachTypeByName | Fault | LifecycleOp
 )
 
-#: The one name of each op kind, used by traces, reports, signatures and reproducers.
-OP_NAMES: Final[dict[type, str]] = {
-    Register: "register",
-    Unregister: "unregister",
-    ProgTypeByName: "prog_type_by_name",
-    AttachTypeByName: "attach_type_by_name",
-    Fault: "fault",
-    Open: "open",
-    ProgInfo: "prog_info",
-    SetType: "set_type",
-    SetAutoload: "set_autoload",
-    Load: "load",
-    Attach: "attach",
-    Close: "close",
+#: the kinds of value an out-parameter holds (``OutField.kind``): a number of things,
+#: an ``enum bpf_prog_type`` / ``enum bpf_attach_type``, a 0/1 flag, a C string
+OutKind: TypeAlias = Literal["count", "prog_type", "attach_type", "flag", "string"]
+
+
+@dataclass(frozen=True, slots=True)
+class OutField:
+    """One out-parameter of an op kind's ``Answer.out``: its name (libbpf's own word
+    for it: the C parameter or getter) and the kind of value it holds."""
+
+    name: str
+    kind: OutKind
+
+
+@dataclass(frozen=True, slots=True)
+class OpSpec:
+    """What the project knows about one op kind, declared once (``OP_SPECS``).
+
+    ``name``: its one name (traces, reports, signatures, reproducers); ``out``: its
+    answer's out-parameters, in ``Answer.out`` order; ``refs``: it has a
+    ``HandleRef``/``ObjRef`` field (what ``rebase`` moves); ``lifecycle``: an object
+    lifecycle op (``LifecycleOp``).
+    """
+
+    name: str
+    out: tuple[OutField, ...] = ()
+    refs: bool = False
+    lifecycle: bool = False
+
+
+_PROG_TYPE: Final = OutField("prog_type", "prog_type")
+_EXPECTED_ATTACH_TYPE: Final = OutField("expected_attach_type", "attach_type")
+
+#: The op kinds: every list and map of op kinds below derives from this one table.
+OP_SPECS: Final[dict[type, OpSpec]] = {
+    Register: OpSpec("register"),
+    Unregister: OpSpec("unregister", refs=True),
+    ProgTypeByName: OpSpec("prog_type_by_name", (_PROG_TYPE, _EXPECTED_ATTACH_TYPE)),
+    AttachTypeByName: OpSpec("attach_type_by_name", (OutField("attach_type", "attach_type"),)),
+    Fault: OpSpec("fault"),
+    Open: OpSpec("open", (OutField("programs", "count"),), lifecycle=True),
+    # the getters bpf_program__name, __section_name, __type, __expected_attach_type, __autoload
+    ProgInfo: OpSpec("prog_info", (OutField("name", "string"), OutField("section_name", "string"),
+                                   _PROG_TYPE, _EXPECTED_ATTACH_TYPE,
+                                   OutField("autoload", "flag")), refs=True, lifecycle=True),
+    SetType: OpSpec("set_type", refs=True, lifecycle=True),
+    SetAutoload: OpSpec("set_autoload", refs=True, lifecycle=True),
+    Load: OpSpec("load", refs=True, lifecycle=True),
+    Attach: OpSpec("attach", refs=True, lifecycle=True),
+    Close: OpSpec("close", refs=True, lifecycle=True),
 }
 
+#: The one name of each op kind, used by traces, reports, signatures and reproducers.
+OP_NAMES: Final[dict[type, str]] = {cls: spec.name for cls, spec in OP_SPECS.items()}
+#: The names of each op kind's out-parameters, in ``Answer.out`` order.
+OUT_NAMES: Final[dict[type, tuple[str, ...]]] = {
+    cls: tuple(f.name for f in spec.out) for cls, spec in OP_SPECS.items()}
 #: Number of out-parameters each op kind reports in its ``Answer``.
-OUT_ARITY: Final[dict[type, int]] = {
-    Register: 0,
-    Unregister: 0,
-    ProgTypeByName: 2,
-    AttachTypeByName: 1,
-    Fault: 0,
-    Open: 1,
-    ProgInfo: 5,
-    SetType: 0,
-    SetAutoload: 0,
-    Load: 0,
-    Attach: 0,
-    Close: 0,
-}
+OUT_ARITY: Final[dict[type, int]] = {cls: len(spec.out) for cls, spec in OP_SPECS.items()}
+#: The object lifecycle op kinds, in ``OP_SPECS`` order (``Open`` .. ``Close``).
+LIFECYCLE_OPS: Final[tuple[type, ...]] = tuple(
+    cls for cls, spec in OP_SPECS.items() if spec.lifecycle)
 
 
 @dataclass(frozen=True, slots=True)
@@ -381,7 +419,7 @@ def rebase(op: Op, registers: int, objects: int) -> Op:
     run several sequences back to back in one process.
     """
     kind = type(op)
-    if kind not in _HAS_REFS or not (registers or objects):
+    if not OP_SPECS[kind].refs or not (registers or objects):
         return op
     if kind is Unregister:
         assert isinstance(op, Unregister)
@@ -391,6 +429,3 @@ def rebase(op: Op, registers: int, objects: int) -> Op:
     assert isinstance(op, ProgInfo | SetType | SetAutoload | Load | Attach | Close)
     return dataclasses.replace(op, obj=ObjRef(op.obj.index + objects))
 
-
-#: op kinds with a ``HandleRef`` or ``ObjRef`` field (what ``rebase`` has to look at)
-_HAS_REFS: Final = frozenset({Unregister, ProgInfo, SetType, SetAutoload, Load, Attach, Close})

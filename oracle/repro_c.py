@@ -7,8 +7,10 @@ per fact.
 
 Rules and invariants:
 - Record ``i`` becomes "op i": the call, then one check per fact of its
-  recorded answer: ``rc``, then each out-parameter, then (see below) the
-  callback calls.  A passing fact prints ``ok   op i CALL: ...``; a failing
+  recorded answer: ``rc``, then each out-parameter (by its ``OutField.name``
+  in ``oracle.ops.OP_SPECS``: a lookup's are variables of that name, ``open``'s
+  is ``programs``, ``prog_info``'s are its getters' calls), then (see below)
+  the callback calls.  A passing fact prints ``ok   op i CALL: ...``; a failing
   one ``FAIL op i CALL: rc expected -ESRCH (-3), got 0`` (``CALL`` is the C
   source of the call, via the preprocessor's ``#``).  ``main`` returns 1 if
   any fact failed, else 0; the last line is ``PASS: ...`` or ``FAIL: ...``.
@@ -71,10 +73,13 @@ from oracle.bpfelf import ObjectSpec, build_object
 from oracle.errors import BadArgumentError
 from oracle.ops import (
     INT_MAX,
+    LIFECYCLE_OPS,
     NO_BPF,
     NO_OBJECT,
     NO_PROGRAM,
+    OP_SPECS,
     OPTS_STRUCT_SIZE,
+    OUT_NAMES,
     Answer,
     Attach,
     AttachTypeByName,
@@ -88,6 +93,7 @@ from oracle.ops import (
     ObjRef,
     Op,
     Open,
+    OutField,
     ProgInfo,
     ProgTypeByName,
     Register,
@@ -98,16 +104,12 @@ from oracle.ops import (
 from oracle.traces import ERRNO_NAME, Trace
 
 UNTOUCHED: Final = 0xC0DEFACE
-#: C names of each op kind's out-parameters, in ``Answer.out`` order
-OUT_NAMES: Final[dict[type, tuple[str, ...]]] = {
-    ProgTypeByName: ("prog_type", "attach_type"),
-    AttachTypeByName: ("attach_type",),
-}
-#: the getters ``ProgInfo`` reports, in ``Answer.out`` order (``True``: a string)
-PROG_GETTERS: Final = (("bpf_program__name", True), ("bpf_program__section_name", True),
-                       ("bpf_program__type", False),
-                       ("bpf_program__expected_attach_type", False),
-                       ("bpf_program__autoload", False))
+#: the getter of each out-parameter ``ProgInfo`` reports (its ``OutField``, in ``Answer.out``
+#: order: the name a fact has, and whether it is a string)
+PROG_GETTERS: Final[dict[str, OutField]] = dict(zip(
+    ("bpf_program__name", "bpf_program__section_name", "bpf_program__type",
+     "bpf_program__expected_attach_type", "bpf_program__autoload"),
+    OP_SPECS[ProgInfo].out, strict=True))
 #: errnos the rc printer always knows, on top of those the trace expects
 COMMON_ERRNOS: Final = (1, 2, 3, 7, 12, 16, 17, 22, 95)
 CALLBACK_KINDS: Final = (
@@ -120,7 +122,6 @@ CALLBACK_KINDS: Final = (
 )
 OFFSETS: Final = {"sz": 0, "cookie": 8, "prog_setup_fn": 16, "prog_prepare_load_fn": 24,
                   "prog_attach_fn": 32}
-LIFECYCLE_OPS: Final = (Open, ProgInfo, SetType, SetAutoload, Load, Attach, Close)
 #: ops during which libbpf calls handler callbacks
 CALLING_OPS: Final = (Open, Load, Attach)
 ELF_BYTES_PER_LINE: Final = 12
@@ -403,35 +404,37 @@ static void expect_out(int op, const char *what, unsigned int got, unsigned int 
 }"""
 
 _STR_CHECK: Final = r"""
-static void expect_str(int op, const char *call, const char *got, const char *expected)
+static void expect_str(int op, const char *call, const char *what, const char *got,
+		const char *expected)
 {
 	facts++;
 	if (got && strcmp(got, expected) == 0) {
-		printf("ok   op %d %s: \"%s\"\n", op, call, got);
+		printf("ok   op %d %s: %s \"%s\"\n", op, call, what, got);
 		return;
 	}
 	failures++;
-	printf("FAIL op %d %s: expected \"%s\", got %s%s%s\n", op, call, expected,
+	printf("FAIL op %d %s: %s expected \"%s\", got %s%s%s\n", op, call, what, expected,
 		got ? "\"" : "", got ? got : "NULL", got ? "\"" : "");
 }
 
-/* run CALL (a string getter), check what it returns */
-#define EXPECT_STR(op, expected, call) expect_str(op, #call, (call), expected)"""
+/* run CALL (a string getter), check what it returns (the fact WHAT) */
+#define EXPECT_STR(op, what, expected, call) expect_str(op, #call, what, (call), expected)"""
 
 _U32_CHECK: Final = r"""
-static void expect_u32(int op, const char *call, unsigned int got, unsigned int expected)
+static void expect_u32(int op, const char *call, const char *what, unsigned int got,
+		unsigned int expected)
 {
 	facts++;
 	if (got == expected) {
-		printf("ok   op %d %s: %u\n", op, call, got);
+		printf("ok   op %d %s: %s %u\n", op, call, what, got);
 		return;
 	}
 	failures++;
-	printf("FAIL op %d %s: expected %u, got %u\n", op, call, expected, got);
+	printf("FAIL op %d %s: %s expected %u, got %u\n", op, call, what, expected, got);
 }
 
-/* run CALL (a getter), check what it returns */
-#define EXPECT_U32(op, expected, call) expect_u32(op, #call, (call), expected)"""
+/* run CALL (a getter), check what it returns (the fact WHAT) */
+#define EXPECT_U32(op, what, expected, call) expect_u32(op, #call, what, (call), expected)"""
 
 _PUT: Final = r"""
 /* store VAL's bytes at OFF of BUF: opts laid out exactly as recorded */
@@ -764,12 +767,13 @@ class Emitter:
 
     def check_getter(self, index: int, op: Op, getter: str, is_str: bool, expected: str) -> None:
         """Check what ``getter(prog)`` returns against ``expected`` (a C literal)."""
+        what = PROG_GETTERS[getter].name
         if is_str:
             self.plan.used.add("str")
-            self.emit(f"EXPECT_STR({index}, {expected}, {getter}(prog));")
+            self.emit(f'EXPECT_STR({index}, "{what}", {expected}, {getter}(prog));')
         else:
             self.plan.used.add("u32")
-            self.emit(f"EXPECT_U32({index}, {expected}, {getter}(prog));")
+            self.emit(f'EXPECT_U32({index}, "{what}", {expected}, {getter}(prog));')
 
     def check_calls(self, index: int, op: Op, calls: tuple[CallbackCall, ...]) -> None:
         """Check the callback calls recorded since the last check against ``calls``."""
@@ -966,10 +970,10 @@ class Emitter:
             if prog != "prog":
                 self.emit(f"prog = {prog};")
         outs = answer.out if answer is not None else (None,) * len(PROG_GETTERS)
-        for (getter, is_str), value in zip(PROG_GETTERS, outs, strict=True):
+        for (getter, out), value in zip(PROG_GETTERS.items(), outs, strict=True):
             if value is None:
                 self.emit(f"{getter}(prog);")
-            elif is_str:
+            elif out.kind == "string":
                 assert isinstance(value, bytes)
                 self.check_getter(index, op, getter, True, c_string(value))
             else:
@@ -996,11 +1000,17 @@ def call_literal(call: CallbackCall) -> str:
             f" {c_string(call.section)}, {c_long(call.cookie)}, {c_int(call.ret)} }}")
 
 
+def lookup_declarations(plan: Plan) -> Iterator[str]:
+    """The lookups' out-parameters, each a variable named as its ``OutField``
+    (``enum bpf_prog_type prog_type;``)."""
+    for kind in (ProgTypeByName, AttachTypeByName):
+        if kind in plan.lookups:
+            for out in OP_SPECS[kind].out:
+                yield f"enum bpf_{out.kind} {out.name};"
+
+
 def _declarations(plan: Plan) -> Iterator[str]:
-    if ProgTypeByName in plan.lookups:
-        yield "enum bpf_prog_type prog_type;"
-    if plan.lookups:
-        yield "enum bpf_attach_type attach_type;"
+    yield from lookup_declarations(plan)
     if plan.handles:
         yield "int " + ", ".join(f"h{i}" for i in sorted(plan.handles)) + ";"
     if plan.opens:

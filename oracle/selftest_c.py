@@ -10,12 +10,13 @@ printing helpers.
 
 Rules and invariants:
 - One ASSERT per fact repro.c checks, named ``"op<i> <op> <fact>"`` (the op
-  names of ``oracle.ops.OP_NAMES``): an rc is ``ASSERT_OK(err, "op3 unregister
-  rc")`` when 0, else ``ASSERT_EQ(err, -EINVAL, "op3 unregister rc")``; an
-  out-parameter ``ASSERT_EQ(prog_type, UNTOUCHED, "op1 prog_type_by_name
-  prog_type")``; a getter ``ASSERT_STREQ``/``ASSERT_EQ`` (``"op8 prog_info
-  name"``); callback calls ``check_calls``: their number (``"op5 open callback
-  calls"``) and every field of every call (``"op5 open call 1 cookie"``).
+  names of ``oracle.ops.OP_NAMES``, a fact by its ``OutField.name``): an rc is
+  ``ASSERT_OK(err, "op3 unregister rc")`` when 0, else ``ASSERT_EQ(err,
+  -EINVAL, "op3 unregister rc")``; an out-parameter ``ASSERT_EQ(prog_type,
+  UNTOUCHED, "op1 prog_type_by_name prog_type")``; a getter
+  ``ASSERT_STREQ``/``ASSERT_EQ`` (``"op8 prog_info name"``, ``"op8 prog_info
+  prog_type"``); callback calls ``check_calls``: their number (``"op5 open
+  callback calls"``) and every field of every call (``"op5 open call 1 cookie"``).
   Records without an answer are only called, as in repro.c.
 - Handler ids are relative.  test_progs runs every test in one process (and
   libbpf's own custom_sec_handlers test registers handlers from a
@@ -59,12 +60,12 @@ from oracle.ops import (
     HandleRef,
     ObjRef,
     Op,
-    ProgTypeByName,
     Register,
     Unregister,
 )
 from oracle.repro_c import (
     PRINTED_CHECKS,
+    PROG_GETTERS,
     Emitter,
     Plan,
     c_int,
@@ -73,6 +74,7 @@ from oracle.repro_c import (
     callback_functions,
     comment_text,
     elf_arrays,
+    lookup_declarations,
     plan_trace,
     prelude_parts,
     provenance,
@@ -160,7 +162,7 @@ class _AssertEmitter(Emitter):
         self.emit(f"ASSERT_EQ({got}, {expected}, {_fact(index, op, what)});")
 
     def check_getter(self, index: int, op: Op, getter: str, is_str: bool, expected: str) -> None:
-        fact = _fact(index, op, getter.removeprefix("bpf_program__"))
+        fact = _fact(index, op, PROG_GETTERS[getter].name)
         macro = "ASSERT_STREQ" if is_str else "ASSERT_EQ"
         self.emit(f"{macro}({getter}(prog), {expected}, {fact});")
 
@@ -190,10 +192,7 @@ class _AssertEmitter(Emitter):
 
 
 def _declarations(plan: Plan, emitter: _AssertEmitter) -> Iterator[str]:
-    if ProgTypeByName in plan.lookups:
-        yield "enum bpf_prog_type prog_type;"
-    if plan.lookups:
-        yield "enum bpf_attach_type attach_type;"
+    yield from lookup_declarations(plan)
     if plan.opens:
         yield ("struct bpf_object " + ", ".join(f"*obj{i} = NULL" for i in range(plan.opens))
                + ";")

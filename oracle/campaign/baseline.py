@@ -50,7 +50,7 @@ from oracle.libbpf.worker import BatchResult, Worker
 from oracle.model.objects import NotModelledError
 from oracle.model.oracle import Oracle
 from oracle.model.versions import with_fixes
-from oracle.ops import Answer, Op
+from oracle.ops import OP_NAMES, Answer, Op
 
 A_AGREES: Final = "A agrees with the model"
 B_AGREES: Final = "B agrees with the model"
@@ -98,8 +98,9 @@ def difference(ops: list[Op], expected: list[Answer], a: BatchResult, b: BatchRe
         b_ok = any(got_b[i] == m[i] for m in models)
         verdict = A_AGREES if a_ok else B_AGREES if b_ok else NEITHER
         return Difference(split.signature.replace("divergence:", "baseline:", 1), i, verdict,
-                          f"op {i}: B (baseline) gave {show(got_b[i])}, A gave "
-                          f"{show(got_a[i])}; the model expects {show(expected[i])}")
+                          f"op {i} {OP_NAMES[type(ops[i])]}: B (baseline) gave"
+                          f" {show(got_b[i], ops[i])}, A gave {show(got_a[i], ops[i])};"
+                          f" the model expects {show(expected[i], ops[i])}")
     if (a.crash is None) == (b.crash is None):
         return None  # same answers; both ran through, or both died (a known-style crash)
     crashed, other, side = (a, b, "A") if a.crash is not None else (b, a, "B")

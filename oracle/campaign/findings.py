@@ -92,7 +92,7 @@ def describe_ops(ops: tuple[Op, ...], expected: tuple[Answer, ...]) -> list[str]
     lines = []
     for i, (op, want) in enumerate(zip(ops, expected, strict=False)):
         lines.append(f"{i}. `{OP_NAMES[type(op)]}({json.dumps(encode_op(op).get('args', {}))})`"
-                     f" -> oracle: {show(want)}")
+                     f" -> oracle: {show(want, op)}")
     return lines
 
 
@@ -114,7 +114,9 @@ def summary_markdown(finding: Finding, libbpf: LibbpfInfo) -> str:
         "",
     ]
     if outcome.divergence is not None:
-        lines += ["## Divergence", "", outcome.divergence.describe(), ""]
+        divergence = outcome.divergence
+        lines += ["## Divergence", "", divergence.describe() + ".", "",
+                  *(f"- {fact}" for fact in divergence.facts()), ""]
     if outcome.crash is not None:
         crash = outcome.crash
         lines += ["## Crash", "", f"- kind: {crash.kind}, sanitizer: {crash.sanitizer},"

@@ -29,8 +29,8 @@ from typing import Any, Final
 
 from oracle.bpfelf import ObjectSpec, Program
 from oracle.libbpf.binding import LogLine
-from oracle.model.objects import LIFECYCLE_OPS
 from oracle.ops import (
+    LIFECYCLE_OPS,
     AttachTypeByName,
     Callback,
     CallbackCall,

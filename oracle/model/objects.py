@@ -538,7 +538,3 @@ def check_plain_builtin(sec_def: SecDef) -> None:
     ) <= PLAIN_FLAGS:
         raise NotModelledError(f"loading SEC(\"{sec_def.sec.decode()}\") is not modelled")
 
-
-#: every lifecycle op kind, for dispatching
-LIFECYCLE_OPS: Final[tuple[type, ...]] = (Open, ProgInfo, SetType, SetAutoload, Load, Attach,
-                                          Close)

@@ -22,12 +22,13 @@ from collections.abc import Iterable
 
 from oracle.errors import BadArgumentError
 from oracle.model import lookup
-from oracle.model.objects import LIFECYCLE_OPS, Objects
+from oracle.model.objects import Objects
 from oracle.model.opts import coerce_opts
 from oracle.model.registry import Handler, RegisterCall, Registry
 from oracle.model.versions import Profile, as_profile
 from oracle.ops import (
     INT_MAX,
+    LIFECYCLE_OPS,
     Answer,
     AttachTypeByName,
     Fault,

@@ -107,9 +107,12 @@ def test_generated_cases_expose_the_broken_model_and_shrink_small() -> None:
 
 def test_divergence_describes_itself() -> None:
     d = Divergence(3, ProgTypeByName(b"a"), Answer(0, (1, 0)), Answer(-errno.ESRCH, (None, None)))
-    assert d.describe() == (
-        "op 3 prog_type_by_name: expected 0 (1, 0), libbpf gave -ESRCH (untouched, untouched)"
-    )
+    assert d.describe() == "op 3 prog_type_by_name: libbpf returned -ESRCH, the model expected 0"
+    assert d.facts() == [
+        "rc expected 0, got -ESRCH (-3)",
+        "prog_type expected 1 (BPF_PROG_TYPE_SOCKET_FILTER), got untouched",
+        "expected_attach_type expected 0 (BPF_CGROUP_INET_INGRESS), got untouched",
+    ]
 
 
 def test_divergence_in_callback_calls_has_its_own_signature() -> None:
@@ -122,7 +125,12 @@ def test_divergence_in_callback_calls_has_its_own_signature() -> None:
     other = Divergence(1, spec_op, Answer(0, (1,), (call,)),
                        Answer(0, (1,), (CallbackCall("prog_setup_fn", 0, b"prog0", b"abc", 9, 0),)))
     assert other.signature == "divergence:open:calls:cookie-differs"
-    assert "cookie 7" in more.describe() or "cookie 7" in other.describe()
+    assert more.describe() == (
+        "op 1 open: libbpf made 1 callback call, the model expected no callback calls;"
+        " call 0: libbpf's"
+        ' prog_setup_fn of h0 on "prog0" (SEC "abc") cookie 7 returned 0, the model\'s none')
+    assert other.describe() == ("op 1 open: libbpf's callback call 0 (prog_setup_fn) had"
+                                " cookie 9, the model expected 7")
 
 
 def test_shrinking_never_brings_in_a_known_bugs_cause() -> None:

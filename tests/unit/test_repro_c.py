@@ -176,9 +176,10 @@ def test_wrong_expected_answer_fails_with_expected_vs_actual(build: Path) -> Non
     run = compile_and_run(build, emit_c(trace_of(ops, wrong), title="t", summary="s"), "wrong")
     assert run.returncode == 1
     lines = run.stdout.splitlines()
-    call = 'libbpf_prog_type_by_name("abc/x", &prog_type, &attach_type)'
+    call = 'libbpf_prog_type_by_name("abc/x", &prog_type, &expected_attach_type)'
     assert f"FAIL op 1 {call}: rc expected 0, got -ESRCH (-3)" in lines
     assert f"FAIL op 1 {call}: prog_type expected 2, got untouched" in lines
+    assert f"FAIL op 1 {call}: expected_attach_type expected 0, got untouched" in lines
     assert 'ok   op 2 libbpf_attach_type_by_name("xdp", &attach_type): attach_type 37' in lines
     assert lines[-1] == "FAIL: 3 of 6 facts hold"
 
@@ -239,7 +240,7 @@ def test_clang_accepts_it_too(build: Path) -> None:
 def test_records_without_answers_mix_with_checked_ones() -> None:
     records = (Record(ProgTypeByName(b"a")), Record(ProgTypeByName(b"b"), Answer(-3, (None, None))))
     source = emit_c(Trace(SYSTEM, records), title="t", summary="s")
-    assert '\tlibbpf_prog_type_by_name("a", &prog_type, &attach_type);' in source
+    assert '\tlibbpf_prog_type_by_name("a", &prog_type, &expected_attach_type);' in source
     assert 'EXPECT_RC(1, -ESRCH, libbpf_prog_type_by_name("b"' in source
 
 
@@ -274,8 +275,8 @@ def test_lifecycle_shape() -> None:
         "expect_calls(5, 4, (const struct call[]){",
         '{ "prog_setup_fn", 1, "abc2", "abc/whatever", 2L, 0 },',
         "prog = prog_at(8, obj0, 2);",
-        'EXPECT_STR(8, "custom1", bpf_program__name(prog));',
-        "EXPECT_U32(8, 5, bpf_program__type(prog));",
+        'EXPECT_STR(8, "name", "custom1", bpf_program__name(prog));',
+        'EXPECT_U32(8, "prog_type", 5, bpf_program__type(prog));',
         "EXPECT_RC(12, 0, bpf_program__set_autoload(prog_at(12, obj0, 0), false));",
         "EXPECT_RC(13, 0, bpf_program__set_type(prog_at(13, obj0, 5), 1));",
         "EXPECT_RC(14, 0, bpf_object__load(obj0));",
@@ -380,8 +381,8 @@ def test_wrong_lifecycle_expectations_fail_with_expected_vs_actual(build: Path) 
             ' (SEC "abc/whatever") cookie 2 returned 0') in lines
     assert f"ok   op 5 {open_call}: call 2 prog_setup_fn of h3 on kprobe1 (SEC \"kprobe\")" \
         " cookie 5 returned 0" in lines
-    assert 'FAIL op 8 bpf_program__name(prog): expected "custom9", got "custom1"' in lines
-    assert "FAIL op 8 bpf_program__type(prog): expected 6, got 5" in lines
+    assert 'FAIL op 8 bpf_program__name(prog): name expected "custom9", got "custom1"' in lines
+    assert "FAIL op 8 bpf_program__type(prog): prog_type expected 6, got 5" in lines
     assert ("FAIL op 15 attach_program(prog_at(15, obj0, 0)): rc expected 0,"
             " got -EOPNOTSUPP (-95)") in lines
     assert lines[-1] == "FAIL: 64 of 68 facts hold"

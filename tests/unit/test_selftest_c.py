@@ -94,7 +94,9 @@ def test_registry_selftest_shape() -> None:
         "h0 = libbpf_register_prog_handler(\"abc\", 2, 0, NULL);",
         'ASSERT_EQ(h0, id_base + 1, "op0 register rc");',
         "prog_type = UNTOUCHED;",
-        'err = libbpf_prog_type_by_name("abc/x", &prog_type, &attach_type);',
+        "enum bpf_prog_type prog_type;\n\tenum bpf_attach_type expected_attach_type;\n"
+        "\tenum bpf_attach_type attach_type;",
+        'err = libbpf_prog_type_by_name("abc/x", &prog_type, &expected_attach_type);',
         'ASSERT_EQ(err, -ESRCH, "op1 prog_type_by_name rc");',
         'ASSERT_EQ(prog_type, UNTOUCHED, "op1 prog_type_by_name prog_type");',
         'ASSERT_EQ(attach_type, 37, "op2 attach_type_by_name attach_type");',
@@ -112,7 +114,7 @@ def test_registry_selftest_shape() -> None:
     assert messages(body) == [
         "handler id probe", "handler id probe unregister", "op0 register rc",
         "op1 prog_type_by_name rc", "op1 prog_type_by_name prog_type",
-        "op1 prog_type_by_name attach_type", "op2 attach_type_by_name rc",
+        "op1 prog_type_by_name expected_attach_type", "op2 attach_type_by_name rc",
         "op2 attach_type_by_name attach_type", "op3 register rc", "op4 unregister rc",
         "op5 unregister rc", "op6 unregister rc", "op7 unregister rc"]
     assert "cleanup:" not in body  # no goto: nothing can stop the test early
@@ -151,7 +153,8 @@ def test_lifecycle_selftest_shape() -> None:
         'if (!ASSERT_TRUE(prog, "op8 prog_info obj0 has program 2"))',
         "\tgoto cleanup;",
         'ASSERT_STREQ(bpf_program__name(prog), "custom1", "op8 prog_info name");',
-        'ASSERT_EQ(bpf_program__type(prog), 5, "op8 prog_info type");',
+        'ASSERT_EQ(bpf_program__type(prog), 5, "op8 prog_info prog_type");',
+        'ASSERT_EQ(bpf_program__autoload(prog), 1, "op8 prog_info autoload");',
         "err = bpf_program__set_autoload(prog, false);",
         'ASSERT_OK(err, "op14 load rc");',
         'ASSERT_EQ(err, -EOPNOTSUPP, "op15 attach rc");',

@@ -700,7 +700,7 @@ def test_tampered_lifecycle_answers_are_reported(tmp_path: Path) -> None:
         "op 5 (line 7) " + op_text(records[5].op) + ': call 1 expected prog_setup_fn of h1 on'
         ' "abc2" (SEC "abc/whatever") cookie 99 returned 0, got prog_setup_fn of h1 on "abc2"'
         ' (SEC "abc/whatever") cookie 2 returned 0',
-        'op 8 (line 10) prog_info {"obj":"obj0","prog":2}: out[0] expected "custom9",'
+        'op 8 (line 10) prog_info {"obj":"obj0","prog":2}: name expected "custom9",'
         ' got "custom1"']
 
 
@@ -733,7 +733,8 @@ def test_tampered_answer_is_reported(tmp_path: Path) -> None:
     assert (d.index, record_line(d.index)) == (1, 3)
     assert describe(d) == (
         'op 1 (line 3) prog_type_by_name {"name":"abc/x"}: rc expected 0, got -ESRCH (-3);'
-        " out[0] expected 2, got untouched; out[1] expected 0, got untouched")
+        " prog_type expected 2 (BPF_PROG_TYPE_KPROBE), got untouched; expected_attach_type"
+        " expected 0 (BPF_CGROUP_INET_INGRESS), got untouched")
 
 
 def test_ops_a_dead_libbpf_never_ran_are_no_divergences(
@@ -767,7 +768,8 @@ def test_ops_a_dead_libbpf_never_ran_are_no_divergences(
     assert trace.crash == "libbpf crash on op 2 (line 4): SEGV"
     assert [describe(d) for d in trace.divergences] == [
         'op 1 (line 3) prog_type_by_name {"name":"abc/x"}: rc expected 0, got -ESRCH (-3);'
-        " out[0] expected 2, got untouched; out[1] expected 0, got untouched"]
+        " prog_type expected 2 (BPF_PROG_TYPE_KPROBE), got untouched; expected_attach_type"
+        " expected 0 (BPF_CGROUP_INET_INGRESS), got untouched"]
     assert [d["line"] for d in trace.to_json()["divergences"]] == [3]
 
 
