@@ -22,7 +22,13 @@ Rules and invariants:
   ("untouched") iff it still holds the canary.  When a written value could
   equal the canary, the call is repeated with a second canary (lookups have no
   side effect on libbpf's state) and only slots holding their canary both
-  times are ``None``; the repeat's log lines are dropped.
+  times are ``None``; the repeat's log lines are dropped.  A lookup writes a
+  section definition's types: built-in ones are small enum values, so a
+  written value can equal the canary only once some handler was registered
+  with it (``Libbpf.canary_registered``, per process: every ``Libbpf`` of the
+  process and its forks share libbpf's registry).  Until then a canary is
+  untouched and there is no repeat (a miss costs libbpf ~10 us: it formats
+  every section name even with the log off).
 - Log capture: one ``libbpf_set_print`` callback per loaded library appends a
   ``LogLine`` (level, text without its final newline) to ``Libbpf.log``, for
   every level including DEBUG.  The caller clears ``log`` between calls.
@@ -100,6 +106,7 @@ ffi.cdef(CDEF)
 
 LOG_BUFFER_SIZE: Final = 64 * 1024
 CANARIES: Final = (0xC0DEFACE, 0x5EC0FFEE)
+U32: Final = 0xFFFFFFFF
 CALLBACK_KINDS: Final = ("prog_setup_fn", "prog_prepare_load_fn", "prog_attach_fn")
 CALLBACK_TYPES: Final = {
     "prog_setup_fn": "prog_setup_fn_t",
@@ -135,6 +142,9 @@ def untouched(first: tuple[int, ...], second: tuple[int, ...] | None) -> tuple[i
 
 class Libbpf:
     """One loaded libbpf ``.so`` and the capture state of calls made through it."""
+
+    #: a handler was registered in this process with a type equal to the first canary
+    canary_registered: bool = False
 
     def __init__(self, path: Path | str, *, log: bool = True) -> None:
         if platform.machine() != "x86_64":
@@ -187,6 +197,8 @@ class Libbpf:
     ) -> int:
         """``libbpf_register_prog_handler`` with ``opts`` laid out as raw bytes."""
         raw = ffi.NULL if opts is None else self._opts_buffer(opts, registration)
+        if CANARIES[0] in (prog_type & U32, exp_attach_type & U32):
+            Libbpf.canary_registered = True  # before the call: a crash mid-call keeps it
         return int(
             self.lib.libbpf_register_prog_handler(c_name(sec), prog_type, exp_attach_type, raw)
         )
@@ -259,7 +271,9 @@ class Libbpf:
     def _lookup(self, fn: Any, name: Name, arity: int) -> tuple[int, tuple[int | None, ...]]:
         rc, first = self._call_with_canary(fn, name, arity, CANARIES[0])
         if CANARIES[0] not in first:
-            return rc, tuple(first)
+            return rc, first
+        if not Libbpf.canary_registered:  # nothing can have written it (module rules)
+            return rc, tuple(None if v == CANARIES[0] else v for v in first)
         kept = len(self.log)
         _, second = self._call_with_canary(fn, name, arity, CANARIES[1])
         del self.log[kept:]

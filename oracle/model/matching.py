@@ -46,6 +46,7 @@ Invariants of ``FirstMatchIndex``:
 from __future__ import annotations
 
 import enum
+import functools
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Generic, TypeVar
@@ -90,6 +91,7 @@ class MatchKeys:
     prefix: bytes | None
 
 
+@functools.lru_cache(maxsize=4096)  # patterns recur: a campaign registers a few stems
 def match_keys(pattern: bytes) -> MatchKeys:
     """Translate a pattern into the keys ``FirstMatchIndex`` probes."""
     form = pattern_form(pattern)

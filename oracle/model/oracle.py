@@ -22,6 +22,7 @@ from collections.abc import Iterable
 
 from oracle.errors import BadArgumentError
 from oracle.model import lookup
+from oracle.model.answers import answer
 from oracle.model.objects import LIFECYCLE_OPS, Objects
 from oracle.model.opts import coerce_opts
 from oracle.model.registry import Handler, RegisterCall, Registry
@@ -124,11 +125,11 @@ class Oracle:
             return lookup.prog_type_by_name(self.registry, self.release, op.name)
         if kind is Register:
             assert isinstance(op, Register)
-            return Answer(self.register_prog_handler(op.sec, op.prog_type, op.exp_attach_type,
+            return answer(self.register_prog_handler(op.sec, op.prog_type, op.exp_attach_type,
                                                      op.opts))
         if kind is Unregister:
             assert isinstance(op, Unregister)
-            return Answer(self.registry.unregister(resolve_handler(op, self._register_results)))
+            return answer(self.registry.unregister(resolve_handler(op, self._register_results)))
         if kind is AttachTypeByName:
             assert isinstance(op, AttachTypeByName)
             return lookup.attach_type_by_name(self.registry, self.release, op.name)
