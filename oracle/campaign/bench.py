@@ -121,6 +121,15 @@ def time_inprocess(path: str, ops_file: str, batch: int) -> dict[str, float]:
     return {"seconds": seconds, "next_id": next_id}
 
 
+def run_python(target: TargetLike, ops_file: Path, batch: int) -> dict[str, Any]:
+    """One timed run of the Python executor, in a fresh process: ``{"seconds", "next_id"}``."""
+    argv = [sys.executable, "-m", "oracle.campaign.bench", "inprocess", str(target.path),
+            str(ops_file), str(batch)]
+    done = subprocess.run(argv, env=child_env(target), capture_output=True, text=True,
+                          check=False)
+    return _last_json(done, "Python executor")
+
+
 def _last_json(done: subprocess.CompletedProcess[str], what: str) -> dict[str, Any]:
     if done.returncode != 0:
         last = (done.stderr.strip().splitlines() or [f"exit {done.returncode}"])[-1]
@@ -221,16 +230,12 @@ def bench_campaign(env: Environment, cases: int = 3000, rounds: int = 3, seed: i
         ops_file = directory / "ops.pickle"
         ops_file.write_bytes(pickle.dumps(ops))
         del ops  # not kept alive through the campaign rounds (its garbage collections)
-        argv = [sys.executable, "-m", "oracle.campaign.bench", "inprocess", str(env.target.path),
-                str(ops_file), str(batch * 16)]
         for _ in range(rounds):
             if program is not None:
                 c = run_c(program, env.target)
                 rates["c"].append(count / c["seconds"])
                 next_ids.add(c["next_id"])
-            done = subprocess.run(argv, env=child_env(env.target), capture_output=True,
-                                  text=True, check=False)
-            py = _last_json(done, "Python executor")
+            py = run_python(env.target, ops_file, batch * 16)
             rates["python_executor"].append(count / py["seconds"])
             next_ids.add(int(py["next_id"]))
             stats = run_job(env, config, 0)

@@ -113,6 +113,9 @@ CALLBACK_TYPES: Final = {
     "prog_prepare_load_fn": "prog_prepare_load_fn_t",
     "prog_attach_fn": "prog_attach_fn_t",
 }
+#: the same, parsed once (cffi parses a type string on every call that names one)
+CALLBACK_CTYPES: Final = {kind: ffi.typeof(name) for kind, name in CALLBACK_TYPES.items()}
+UINTPTR: Final = ffi.typeof("uintptr_t")
 #: what a callback returns when Python itself fails inside it (never expected)
 CALLBACK_ERROR_RET: Final = -22
 
@@ -160,6 +163,7 @@ class Libbpf:
         self._keep: list[Any] = []
         self._objects: dict[int, Any] = {}
         self._outs: Any = ffi.new("unsigned int[2]")
+        self._outs1: Any = self._outs + 1
         self._logbuf: Any = ffi.new("char[]", LOG_BUFFER_SIZE)
         self._print: Any = ffi.callback("libbpf_print_fn_t", self._on_print)
         # log=False: libbpf formats nothing at all (its print hook is NULL)
@@ -204,12 +208,14 @@ class Libbpf:
         )
 
     def _opts_buffer(self, opts: HandlerOpts, registration: int) -> Any:
-        fns = (opts.prog_setup_fn, opts.prog_prepare_load_fn, opts.prog_attach_fn)
-        pointers = tuple(
-            0 if cb is None else self._callback_address(kind, cb, registration)
-            for kind, cb in zip(CALLBACK_KINDS, fns, strict=True)
+        setup, prepare, attach = opts.prog_setup_fn, opts.prog_prepare_load_fn, opts.prog_attach_fn
+        address = self._callback_address
+        pointers = (
+            0 if setup is None else address("prog_setup_fn", setup, registration),
+            0 if prepare is None else address("prog_prepare_load_fn", prepare, registration),
+            0 if attach is None else address("prog_attach_fn", attach, registration),
         )
-        return ffi.from_buffer(opts.to_bytes((pointers[0], pointers[1], pointers[2])))
+        return ffi.from_buffer(opts.to_bytes(pointers))
 
     def callback_mark(self) -> int:
         """A mark for ``drop_callbacks``: how many callbacks are alive now."""
@@ -227,7 +233,7 @@ class Libbpf:
     def _callback_address(self, kind: str, cb: Callback, registration: int) -> int:
         fn = self._make_callback(kind, cb, registration)
         self._keep.append(fn)
-        return int(ffi.cast("uintptr_t", fn))
+        return int(ffi.cast(UINTPTR, fn))
 
     def _make_callback(self, kind: str, cb: Callback, registration: int) -> Any:
         def record(prog: Any, cookie: int) -> int:
@@ -243,7 +249,7 @@ class Libbpf:
             )
             return cb.ret
 
-        ctype = CALLBACK_TYPES[kind]
+        ctype = CALLBACK_CTYPES[kind]
         if kind == "prog_setup_fn":
             return ffi.callback(ctype, record, error=CALLBACK_ERROR_RET)
         if kind == "prog_prepare_load_fn":
@@ -285,7 +291,7 @@ class Libbpf:
         outs = self._outs
         outs[0] = outs[1] = canary
         if arity == 2:
-            rc = fn(c_name(name), outs, outs + 1)
+            rc = fn(c_name(name), outs, self._outs1)
             return int(rc), (outs[0], outs[1])
         rc = fn(c_name(name), outs)
         return int(rc), (outs[0],)

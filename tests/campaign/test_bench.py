@@ -18,7 +18,7 @@ from oracle.campaign.bench import (
     chained_ops,
     describe,
     run_c,
-    time_inprocess,
+    run_python,
 )
 from oracle.campaign.check import CheckConfig
 from oracle.environment import Environment, prepare
@@ -55,7 +55,7 @@ def test_c_column_runs_the_stream_and_ends_where_python_does(env: Environment,
     c = run_c(program, env.target)  # also checks the calls went to the target's .so
     ops_file = tmp_path / "ops.pickle"
     ops_file.write_bytes(pickle.dumps(ops))
-    python = time_inprocess(str(env.target.path), str(ops_file), 64)
+    python = run_python(env.target, ops_file, 64)  # a fresh process: ids from 1
     oracle = Oracle(env.profile, bpf=env.bpf)
     oracle.run(ops)
     assert c["next_id"] == python["next_id"] == oracle.registry.last_handler_id + 1
