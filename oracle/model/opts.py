@@ -73,7 +73,7 @@ def tail_checked_len(sz: int) -> int:
 
 def opts_invalid_reason(opts: HandlerOpts | None) -> str | None:
     """Why ``OPTS_VALID`` rejects ``opts`` (libbpf's warning text), or None if valid."""
-    if opts is None:
+    if opts is None or (not opts.tail and opts.sz >= SIZEOF_SIZE_T):  # nothing to check
         return None
     if opts.sz < SIZEOF_SIZE_T:
         return f"libbpf_prog_handler_opts size ({opts.sz}) is too small"
