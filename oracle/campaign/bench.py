@@ -11,7 +11,8 @@ Rules:
 - "Python executor": the stream through ``child.run_inprocess`` (the cffi
   binding and op dispatch the worker's copies run) in a child process started
   with the target's environment, libbpf's log off (as the chained worker runs
-  it): no oracle, no comparison, no process isolation.  It is this project's
+  it), the loaded stream frozen out of the garbage collector (as the chain
+  copy's inherited heap is): no oracle, no comparison, no process isolation.  It is this project's
   own executor, not libbpf's limit.
 - "C": the stream as a C program, ``oracle.repro_c.emit_c`` of a trace without
   answers (repro.c's calls-only mode: each op's libbpf calls, no check, no
@@ -38,6 +39,7 @@ Rules:
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import pickle
@@ -112,6 +114,7 @@ def time_inprocess(path: str, ops_file: str, batch: int) -> dict[str, float]:
     from oracle.libbpf.child import Session
 
     ops: list[Op] = pickle.loads(Path(ops_file).read_bytes())
+    gc.freeze()  # the stream is not scanned by collections, as a chain copy's heap is not
     session = Session(Libbpf(path, log=False))  # as the campaign's chained worker runs it
     start = time.perf_counter()
     for i in range(0, len(ops), batch):
