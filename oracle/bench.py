@@ -10,8 +10,9 @@ Rules:
   the same names and the same registered handlers.
 - ``worker``: ops/s through the crash-isolated worker against the same ops
   called in-process (``oracle.libbpf.bench``).
-- ``campaign``: a whole campaign's ops/s against libbpf alone answering the
-  same op stream in-process (``oracle.campaign.bench``).
+- ``campaign``: a whole campaign's ops/s beside the same op stream run by this
+  project's Python executor in-process and by a generated C program
+  (``oracle.campaign.bench``); without ``--json`` a small table comes first.
 - ``replay``: ops/s of ``sec-oracle replay`` on the oracle, for a lookup-heavy
   trace and a lifecycle-heavy one (``oracle.replay.bench_replay``); its target
   is absolute, so this one reports rates, not a ratio.
@@ -121,11 +122,13 @@ def _run(args: argparse.Namespace) -> int:
 
         results.append(bench_worker(resolve(args.libbpf), args.ops, args.batch))
     if args.what in ("campaign", "all"):
-        from oracle.campaign.bench import bench_campaign
+        from oracle.campaign.bench import bench_campaign, describe
         from oracle.campaign.check import CheckConfig, prepare
 
         env = prepare(CheckConfig(libbpf=args.libbpf))
         results.append(bench_campaign(env, args.cases, rounds=args.rounds))
+        if not args.json:
+            print(describe(results[-1]))
     if args.what in ("replay", "all"):
         from oracle.replay import bench_replay
 

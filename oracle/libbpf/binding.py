@@ -22,7 +22,13 @@ Rules and invariants:
   ("untouched") iff it still holds the canary.  When a written value could
   equal the canary, the call is repeated with a second canary (lookups have no
   side effect on libbpf's state) and only slots holding their canary both
-  times are ``None``; the repeat's log lines are dropped.
+  times are ``None``; the repeat's log lines are dropped.  A lookup writes a
+  section definition's types: built-in ones are small enum values, so a
+  written value can equal the canary only once some handler was registered
+  with it (``Libbpf.canary_registered``, per process: every ``Libbpf`` of the
+  process and its forks share libbpf's registry).  Until then a canary is
+  untouched and there is no repeat (a miss costs libbpf ~10 us: it formats
+  every section name even with the log off).
 - Log capture: one ``libbpf_set_print`` callback per loaded library appends a
   ``LogLine`` (level, text without its final newline) to ``Libbpf.log``, for
   every level including DEBUG.  The caller clears ``log`` between calls.
@@ -100,12 +106,16 @@ ffi.cdef(CDEF)
 
 LOG_BUFFER_SIZE: Final = 64 * 1024
 CANARIES: Final = (0xC0DEFACE, 0x5EC0FFEE)
+U32: Final = 0xFFFFFFFF
 CALLBACK_KINDS: Final = ("prog_setup_fn", "prog_prepare_load_fn", "prog_attach_fn")
 CALLBACK_TYPES: Final = {
     "prog_setup_fn": "prog_setup_fn_t",
     "prog_prepare_load_fn": "prog_prepare_load_fn_t",
     "prog_attach_fn": "prog_attach_fn_t",
 }
+#: the same, parsed once (cffi parses a type string on every call that names one)
+CALLBACK_CTYPES: Final = {kind: ffi.typeof(name) for kind, name in CALLBACK_TYPES.items()}
+UINTPTR: Final = ffi.typeof("uintptr_t")
 #: what a callback returns when Python itself fails inside it (never expected)
 CALLBACK_ERROR_RET: Final = -22
 
@@ -136,6 +146,9 @@ def untouched(first: tuple[int, ...], second: tuple[int, ...] | None) -> tuple[i
 class Libbpf:
     """One loaded libbpf ``.so`` and the capture state of calls made through it."""
 
+    #: a handler was registered in this process with a type equal to the first canary
+    canary_registered: bool = False
+
     def __init__(self, path: Path | str, *, log: bool = True) -> None:
         if platform.machine() != "x86_64":
             raise LibbpfError(f"the libbpf binding is written for x86-64, not {platform.machine()}")
@@ -150,6 +163,7 @@ class Libbpf:
         self._keep: list[Any] = []
         self._objects: dict[int, Any] = {}
         self._outs: Any = ffi.new("unsigned int[2]")
+        self._outs1: Any = self._outs + 1
         self._logbuf: Any = ffi.new("char[]", LOG_BUFFER_SIZE)
         self._print: Any = ffi.callback("libbpf_print_fn_t", self._on_print)
         # log=False: libbpf formats nothing at all (its print hook is NULL)
@@ -187,17 +201,21 @@ class Libbpf:
     ) -> int:
         """``libbpf_register_prog_handler`` with ``opts`` laid out as raw bytes."""
         raw = ffi.NULL if opts is None else self._opts_buffer(opts, registration)
+        if CANARIES[0] in (prog_type & U32, exp_attach_type & U32):
+            Libbpf.canary_registered = True  # before the call: a crash mid-call keeps it
         return int(
             self.lib.libbpf_register_prog_handler(c_name(sec), prog_type, exp_attach_type, raw)
         )
 
     def _opts_buffer(self, opts: HandlerOpts, registration: int) -> Any:
-        fns = (opts.prog_setup_fn, opts.prog_prepare_load_fn, opts.prog_attach_fn)
-        pointers = tuple(
-            0 if cb is None else self._callback_address(kind, cb, registration)
-            for kind, cb in zip(CALLBACK_KINDS, fns, strict=True)
+        setup, prepare, attach = opts.prog_setup_fn, opts.prog_prepare_load_fn, opts.prog_attach_fn
+        address = self._callback_address
+        pointers = (
+            0 if setup is None else address("prog_setup_fn", setup, registration),
+            0 if prepare is None else address("prog_prepare_load_fn", prepare, registration),
+            0 if attach is None else address("prog_attach_fn", attach, registration),
         )
-        return ffi.from_buffer(opts.to_bytes((pointers[0], pointers[1], pointers[2])))
+        return ffi.from_buffer(opts.to_bytes(pointers))
 
     def callback_mark(self) -> int:
         """A mark for ``drop_callbacks``: how many callbacks are alive now."""
@@ -215,7 +233,7 @@ class Libbpf:
     def _callback_address(self, kind: str, cb: Callback, registration: int) -> int:
         fn = self._make_callback(kind, cb, registration)
         self._keep.append(fn)
-        return int(ffi.cast("uintptr_t", fn))
+        return int(ffi.cast(UINTPTR, fn))
 
     def _make_callback(self, kind: str, cb: Callback, registration: int) -> Any:
         def record(prog: Any, cookie: int) -> int:
@@ -231,7 +249,7 @@ class Libbpf:
             )
             return cb.ret
 
-        ctype = CALLBACK_TYPES[kind]
+        ctype = CALLBACK_CTYPES[kind]
         if kind == "prog_setup_fn":
             return ffi.callback(ctype, record, error=CALLBACK_ERROR_RET)
         if kind == "prog_prepare_load_fn":
@@ -259,7 +277,9 @@ class Libbpf:
     def _lookup(self, fn: Any, name: Name, arity: int) -> tuple[int, tuple[int | None, ...]]:
         rc, first = self._call_with_canary(fn, name, arity, CANARIES[0])
         if CANARIES[0] not in first:
-            return rc, tuple(first)
+            return rc, first
+        if not Libbpf.canary_registered:  # nothing can have written it (module rules)
+            return rc, tuple(None if v == CANARIES[0] else v for v in first)
         kept = len(self.log)
         _, second = self._call_with_canary(fn, name, arity, CANARIES[1])
         del self.log[kept:]
@@ -271,7 +291,7 @@ class Libbpf:
         outs = self._outs
         outs[0] = outs[1] = canary
         if arity == 2:
-            rc = fn(c_name(name), outs, outs + 1)
+            rc = fn(c_name(name), outs, self._outs1)
             return int(rc), (outs[0], outs[1])
         rc = fn(c_name(name), outs)
         return int(rc), (outs[0],)

@@ -120,10 +120,13 @@ DISPATCH: Final[dict[type, Callable[[Session, Any], tuple[int, tuple[OutValue, .
 def execute(session: Session, op: Op) -> RawResult:
     """Run one op against ``session.lib``; capture its log lines and callback calls."""
     lib = session.lib
-    lib.log.clear()
-    lib.calls.clear()
+    log, calls = lib.log, lib.calls
+    if log:
+        log.clear()
+    if calls:
+        calls.clear()
     rc, out = DISPATCH[type(op)](session, op)
-    return rc, out, tuple(lib.log), tuple(lib.calls)
+    return rc, out, tuple(log) if log else (), tuple(calls) if calls else ()
 
 
 def run_inprocess(lib: Libbpf | Session, ops: Sequence[Op]) -> list[OpResult]:

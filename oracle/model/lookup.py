@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import errno
 
+from oracle.model.answers import answer
 from oracle.model.registry import Handler, Registry
 from oracle.model.versions import LIBBPF_PREPARE_PROG_LOAD, Profile
 from oracle.ops import Answer, Name
@@ -53,11 +54,11 @@ def find_sec_def(registry: Registry, release: Profile, name: bytes) -> Match | N
 def prog_type_by_name(registry: Registry, release: Profile, name: Name) -> Answer:
     """``libbpf_prog_type_by_name``: (0, prog_type, expected_attach_type), -EINVAL or -ESRCH."""
     if name is None:
-        return Answer(-errno.EINVAL, (None, None))
+        return answer(-errno.EINVAL, (None, None))
     match = find_sec_def(registry, release, name)
     if match is None:
-        return Answer(-errno.ESRCH, (None, None))
-    return Answer(0, (match.prog_type, match.expected_attach_type))
+        return answer(-errno.ESRCH, (None, None))
+    return answer(0, (match.prog_type, match.expected_attach_type))
 
 
 def is_attachable(release: Profile, match: Match) -> bool:
@@ -72,8 +73,8 @@ def is_attachable(release: Profile, match: Match) -> bool:
 def attach_type_by_name(registry: Registry, release: Profile, name: Name) -> Answer:
     """``libbpf_attach_type_by_name``: (0, expected_attach_type) or -EINVAL."""
     if name is None:
-        return Answer(-errno.EINVAL, (None,))
+        return answer(-errno.EINVAL, (None,))
     match = find_sec_def(registry, release, name)
     if match is None or not is_attachable(release, match):
-        return Answer(-errno.EINVAL, (None,))
-    return Answer(0, (match.expected_attach_type,))
+        return answer(-errno.EINVAL, (None,))
+    return answer(0, (match.expected_attach_type,))

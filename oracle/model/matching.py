@@ -41,16 +41,21 @@ Invariants of ``FirstMatchIndex``:
   whose pattern matches, exactly as the linear scan in ``find_sec_def`` does;
 - adding an entry requires a rank above every rank present (appending, as
   ``libbpf_register_prog_handler`` does); removing keeps the others' order.
+- ``memo=True`` (the built-in tables, which never change after they are built)
+  keeps up to ``MEMO_SIZE`` answers of ``first`` by name; ``add`` and
+  ``remove`` forget them.
 """
 
 from __future__ import annotations
 
 import enum
+import functools
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 SLASH = ord("/")
+MEMO_SIZE = 8192
 PLUS = ord("+")
 
 
@@ -90,6 +95,7 @@ class MatchKeys:
     prefix: bytes | None
 
 
+@functools.lru_cache(maxsize=4096)  # patterns recur: a campaign registers a few stems
 def match_keys(pattern: bytes) -> MatchKeys:
     """Translate a pattern into the keys ``FirstMatchIndex`` probes."""
     form = pattern_form(pattern)
@@ -121,9 +127,11 @@ class FirstMatchIndex(Generic[T]):
     lookup probes the name's candidate keys and takes the smallest rank found.
     """
 
-    __slots__ = ("_entries", "_exact", "_longest", "_prefix", "_top")
+    __slots__ = ("_entries", "_exact", "_longest", "_memo", "_prefix", "_top")
 
-    def __init__(self) -> None:
+    def __init__(self, *, memo: bool = False) -> None:
+        #: name -> answer of ``first`` (None: no memo kept)
+        self._memo: dict[bytes, T | None] | None = {} if memo else None
         self._exact: dict[bytes, list[int]] = {}
         self._prefix: dict[bytes, list[int]] = {}
         self._entries: dict[int, T] = {}
@@ -141,6 +149,8 @@ class FirstMatchIndex(Generic[T]):
             raise ValueError(f"rank {rank} does not come after rank {self._top}")
         self._top = rank
         self._entries[rank] = entry
+        if self._memo:
+            self._memo.clear()
         keys = match_keys(pattern)
         if keys.exact is not None:
             self._exact.setdefault(keys.exact, []).append(rank)
@@ -151,6 +161,8 @@ class FirstMatchIndex(Generic[T]):
     def remove(self, rank: int, pattern: bytes) -> None:
         """Drop the entry of ``rank``; the others keep their order."""
         del self._entries[rank]
+        if self._memo:
+            self._memo.clear()
         keys = match_keys(pattern)
         for table, key in ((self._exact, keys.exact), (self._prefix, keys.prefix)):
             if key is None:
@@ -162,6 +174,18 @@ class FirstMatchIndex(Generic[T]):
 
     def first(self, name: bytes) -> T | None:
         """The lowest-ranked entry whose pattern matches ``name``, or None."""
+        memo = self._memo
+        if memo is None:
+            return self._first(name)
+        if name in memo:
+            return memo[name]
+        found = self._first(name)
+        if len(memo) >= MEMO_SIZE:
+            memo.clear()
+        memo[name] = found
+        return found
+
+    def _first(self, name: bytes) -> T | None:
         best: int | None = None
         ranks = self._exact.get(name)
         if ranks:
@@ -178,9 +202,9 @@ class FirstMatchIndex(Generic[T]):
         return None if best is None else self._entries[best]
 
     @classmethod
-    def of(cls, items: Iterable[tuple[bytes, T]]) -> FirstMatchIndex[T]:
+    def of(cls, items: Iterable[tuple[bytes, T]], *, memo: bool = False) -> FirstMatchIndex[T]:
         """An index of ``(pattern, entry)`` pairs ranked in the order given."""
-        index: FirstMatchIndex[T] = cls()
+        index: FirstMatchIndex[T] = cls(memo=memo)
         for rank, (pattern, entry) in enumerate(items):
             index.add(rank, pattern, entry)
         return index

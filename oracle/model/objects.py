@@ -74,6 +74,7 @@ from typing import Final
 
 from oracle.bpfelf import ObjectSpec, Program, build_object
 from oracle.errors import BadArgumentError, OracleError
+from oracle.model.answers import answer
 from oracle.model.lookup import Match, find_sec_def
 from oracle.model.registry import Handler, Registry
 from oracle.model.versions import Profile
@@ -379,26 +380,26 @@ class Objects:
         if isinstance(op, Open):
             return self.open(op)
         if isinstance(op, Load | Attach) and not self.bpf:
-            return Answer(NO_BPF)
+            return answer(NO_BPF)
         obj = self._objects[check_obj_ref(op.obj, len(self._objects))]
         none = (None,) * OUT_ARITY[type(op)]
         if obj is None:
-            return Answer(NO_OBJECT, none)
+            return answer(NO_OBJECT, none)
         if isinstance(op, Close):
             self._objects[op.obj.index] = None
-            return Answer(0)
+            return answer(0)
         if isinstance(op, Load):
             return self.load(obj)
         if not 0 <= op.prog < len(obj.programs):
-            return Answer(NO_PROGRAM, none)
+            return answer(NO_PROGRAM, none)
         prog = obj.programs[op.prog]
         if isinstance(op, ProgInfo):
-            return Answer(0, (prog.name, prog.section, prog.prog_type,
+            return answer(0, (prog.name, prog.section, prog.prog_type,
                               prog.expected_attach_type, int(prog.autoload)))
         if isinstance(op, SetType):
-            return Answer(self.set_type(obj, prog, as_u32(op.prog_type, "prog_type")))
+            return answer(self.set_type(obj, prog, as_u32(op.prog_type, "prog_type")))
         if isinstance(op, SetAutoload):
-            return Answer(set_autoload(obj, prog, bool(op.autoload)))
+            return answer(set_autoload(obj, prog, bool(op.autoload)))
         return self.attach(prog)
 
     def opened(self) -> int:

@@ -73,7 +73,7 @@ def tail_checked_len(sz: int) -> int:
 
 def opts_invalid_reason(opts: HandlerOpts | None) -> str | None:
     """Why ``OPTS_VALID`` rejects ``opts`` (libbpf's warning text), or None if valid."""
-    if opts is None:
+    if opts is None or (not opts.tail and opts.sz >= SIZEOF_SIZE_T):  # nothing to check
         return None
     if opts.sz < SIZEOF_SIZE_T:
         return f"libbpf_prog_handler_opts size ({opts.sz}) is too small"
@@ -96,6 +96,9 @@ def effective_opts(opts: HandlerOpts | None) -> EffectiveOpts:
     """``OPTS_GET`` of cookie and the three callbacks, with libbpf's fallbacks (0, NULL)."""
     if opts is None:
         return NO_OPTS
+    if opts.sz >= OPTS_STRUCT_SIZE:  # every field present: the common case, kept fast
+        return EffectiveOpts(opts.cookie, opts.prog_setup_fn, opts.prog_prepare_load_fn,
+                             opts.prog_attach_fn)
     return EffectiveOpts(
         cookie=opts.cookie if field_present(opts, "cookie") else 0,
         prog_setup_fn=opts.prog_setup_fn if field_present(opts, "prog_setup_fn") else None,

@@ -22,6 +22,7 @@ from collections.abc import Iterable
 
 from oracle.errors import BadArgumentError
 from oracle.model import lookup
+from oracle.model.answers import answer
 from oracle.model.objects import Objects
 from oracle.model.opts import coerce_opts
 from oracle.model.registry import Handler, RegisterCall, Registry
@@ -76,12 +77,12 @@ class Oracle:
         ``sec``: str, bytes or None (NULL, the fallback).  ``opts``: None, a
         ``HandlerOpts`` or the raw bytes of ``struct libbpf_prog_handler_opts``.
         """
-        call = RegisterCall(
-            sec=as_c_string(sec, "sec"),
-            prog_type=as_u32(prog_type, "prog_type"),
-            exp_attach_type=as_u32(exp_attach_type, "exp_attach_type"),
-            opts=coerce_opts(opts),
-            registration=len(self._register_results),
+        call = RegisterCall(  # sec, prog_type, exp_attach_type, opts, registration
+            as_c_string(sec, "sec"),
+            as_u32(prog_type, "prog_type"),
+            as_u32(exp_attach_type, "exp_attach_type"),
+            coerce_opts(opts),
+            len(self._register_results),
         )
         rc = self.registry.register(call)
         self._register_results.append(rc)
@@ -125,11 +126,11 @@ class Oracle:
             return lookup.prog_type_by_name(self.registry, self.release, op.name)
         if kind is Register:
             assert isinstance(op, Register)
-            return Answer(self.register_prog_handler(op.sec, op.prog_type, op.exp_attach_type,
-                                                     op.opts))
+            rc = self.register_prog_handler(op.sec, op.prog_type, op.exp_attach_type, op.opts)
+            return Answer(rc) if rc > 0 else answer(rc)  # ids never recur: not shared
         if kind is Unregister:
             assert isinstance(op, Unregister)
-            return Answer(self.registry.unregister(resolve_handler(op, self._register_results)))
+            return answer(self.registry.unregister(resolve_handler(op, self._register_results)))
         if kind is AttachTypeByName:
             assert isinstance(op, AttachTypeByName)
             return lookup.attach_type_by_name(self.registry, self.release, op.name)

@@ -112,13 +112,9 @@ class Registry:
             if err:
                 return -err
         self.last_handler_id += 1
-        handler = Handler(
-            handler_id=self.last_handler_id,
-            sec=call.sec,
-            prog_type=call.prog_type,
-            expected_attach_type=call.exp_attach_type,
-            opts=effective_opts(call.opts),
-            registration=call.registration,
+        handler = Handler(  # handler_id, sec, prog_type, expected_attach_type, opts, registration
+            self.last_handler_id, call.sec, call.prog_type, call.exp_attach_type,
+            effective_opts(call.opts), call.registration,
         )
         if call.sec is None:
             self.fallback = handler

@@ -193,7 +193,7 @@ def profile_for(table: Table) -> Profile:
         version=table.version,
         table=table,
         sec_attachable=table.sec_def_flags["SEC_ATTACHABLE"],
-        builtins=FirstMatchIndex.of((d.sec, d) for d in table.section_defs),
+        builtins=FirstMatchIndex.of(((d.sec, d) for d in table.section_defs), memo=True),
         status=status(table.version),
         **behaviour_values(table.version),
     )
