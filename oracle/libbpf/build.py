@@ -62,6 +62,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, Literal, NoReturn, get_args
 
+from oracle import cache
 from oracle import sourcetree as trees
 from oracle.errors import LibbpfError
 from oracle.libbpf import debsrc
@@ -204,8 +205,7 @@ def build_tree(tree: Path, variant: Variant = "plain") -> TreeBuild:
     label = f"{tree}" + ("" if variant == "plain" else f"+{variant}")
     directory = tree_build_dir(trees.source_hash(tree), variant)
     if published_so(directory) is None:
-        root = build_root()
-        root.mkdir(parents=True, exist_ok=True)
+        root = cache.make_dir(build_root())
         with tempfile.TemporaryDirectory(dir=root, prefix=".snapshot-") as tmp:
             copy = Path(tmp) / "tree"
             sha = trees.snapshot(tree, copy)
@@ -275,8 +275,7 @@ def publish(source: Path, version: str, variant: Variant, name: str, label: str,
     yet.  ``label`` names the build in errors; ``extra_info`` is added to
     ``build.json``.  A failure keeps make's output in ``<root>/<name>.failed.log``.
     """
-    root = build_root()
-    root.mkdir(parents=True, exist_ok=True)
+    root = cache.make_dir(build_root())
     staging = Path(tempfile.mkdtemp(dir=root, prefix=f".{name}-"))
     try:
         seconds = _make(source, staging, name, label, variant)

@@ -20,7 +20,6 @@ import contextlib
 import json
 import os
 import stat
-import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from types import TracebackType
@@ -28,6 +27,7 @@ from typing import IO, Final
 
 from oracle.errors import TraceError
 from oracle.ops import HandleRef, ObjRef, Open, Register, Unregister
+from oracle.outputs import check_output_file, temp_beside
 from oracle.traces.codecs import JSON, _Semantic, _Shape, json_path
 from oracle.traces.kinds import CACHE_LIMIT, KIND_BY_CLASS, _decode_record, encode_record
 from oracle.traces.records import MAX_DEPTH, MAX_LINE_BYTES, Record, Trace, TraceHeader
@@ -56,9 +56,14 @@ def iter_lines(header: TraceHeader, records: Iterable[Record]) -> Iterator[str]:
 
 def write_trace(path: str | os.PathLike[str], header: TraceHeader,
                 records: Iterable[Record]) -> Path:
-    """Write a trace atomically (temp file + fsync + rename); returns the path."""
+    """Write a trace atomically (temp file + fsync + rename); returns the path.
+
+    ``path`` must be new or a regular file (``oracle.outputs``: an ``OracleError``
+    otherwise); the file gets the user's umask.  An ``OSError`` (a full disk)
+    propagates, with no temp file left."""
     target = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    check_output_file(target, "trace")
+    fd, tmp = temp_beside(target)
     try:
         with os.fdopen(fd, "w", encoding="ascii", newline="\n") as f:
             f.writelines(iter_lines(header, records))
