@@ -44,8 +44,8 @@ from typing import Any, Final
 from oracle import stop
 from oracle.argtypes import positive_float, positive_int
 from oracle.campaign.check import CheckConfig, JobStats, exit_status, prepare
-from oracle.campaign.cli import Console, write_reports
-from oracle.campaign.report import check_writable_file, report_data
+from oracle.campaign.cli import Console, check_report_paths, write_reports
+from oracle.campaign.report import report_data
 from oracle.errors import OracleError
 
 ROOT: Final = Path(__file__).resolve().parents[1]
@@ -142,9 +142,7 @@ def artifacts_of(directory: Path) -> list[Path]:
 def run(args: argparse.Namespace) -> int:
     from fuzz.triage import triage
 
-    for path in (args.report, args.junit):
-        if path is not None:
-            check_writable_file(path)
+    check_report_paths(args)
     extra = [a for a in args.libfuzzer if a != "--"]
     config = CheckConfig(libbpf=args.libbpf, seconds=args.time, jobs=args.jobs,
                          findings=args.findings)

@@ -13,6 +13,9 @@ Rules:
   keeps every recordable case.
 - Trace files are named ``<seed>-<case>.jsonl`` and written atomically; an
   existing corpus directory gets new files beside the old ones.
+- The output directory is checked (created, writable) before the target is
+  prepared; a trace that cannot be written (a full disk) stops the run with
+  one line naming it and how many traces were saved before it, which stay.
 """
 
 from __future__ import annotations
@@ -22,9 +25,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from oracle.campaign.check import CheckConfig, MixedCases, prepare
+from oracle.campaign.check import CheckConfig, MixedCases, check_writable_dir, prepare
 from oracle.campaign.known import triggers_known_bug
 from oracle.environment import Environment
+from oracle.errors import OracleError
 from oracle.libbpf.worker import Worker
 from oracle.model.oracle import Oracle
 from oracle.model.versions import Profile
@@ -75,7 +79,7 @@ class ModelCoverage:
 def record(env: Environment, out: Path, *, count: int, seed: int, select: str,
            timeout: float = 10.0) -> RecordStats:
     """Run ``count`` generated cases on ``env``'s libbpf and save the chosen ones."""
-    out.mkdir(parents=True, exist_ok=True)
+    check_writable_dir(out, "output directory")
     coverage = ModelCoverage(env.profile, env.bpf) if select == "coverage" else None
     kept: list[Path] = []
     total = crashed = known = 0
@@ -97,11 +101,17 @@ def record(env: Environment, out: Path, *, count: int, seed: int, select: str,
                                  note=f"case {index} of seed {seed}")
             records = [Record(op, r.answer, tuple(line.text for line in r.log))
                        for op, r in zip(ops, batch.results, strict=True)]
-            kept.append(write_trace(out / f"{seed}-{index:05d}.jsonl", header, records))
+            path = out / f"{seed}-{index:05d}.jsonl"
+            try:
+                kept.append(write_trace(path, header, records))
+            except OSError as exc:
+                raise OracleError(f"cannot write trace {path}: {exc.strerror or exc}"
+                                  f" ({len(kept)} traces saved before it stay)") from None
     return RecordStats(total, len(kept), crashed, known, tuple(kept))
 
 
 def _run(args: argparse.Namespace) -> int:
+    check_writable_dir(args.out, "output directory")
     env = prepare(CheckConfig(libbpf=args.libbpf, source=args.source))
     stats = record(env, args.out, count=args.cases, seed=args.seed, select=args.select)
     print(f"record: {stats.cases} cases on libbpf {env.version} ({env.info.variant}):"

@@ -26,6 +26,13 @@ Rules:
   header; the reader refuses blank lines), so a difference names both.
 - A difference is a ``compare.Divergence`` (text: ``describe``); ops never run are ``crash``.
 - At most ``MAX_REPORTED`` differences per trace are kept; all are counted.
+- Traces are streamed, never read whole (``TraceReader``: one line at a
+  time, within the limits ``MAX_LINE_BYTES``, ``MAX_DEPTH`` and
+  ``MAX_OBJECT_BYTES`` of ``oracle.traces``); a live replay sends
+  ``BATCH`` records at a time, so a corrupt line past the first batch ends its
+  trace in ``error`` after the batches before it ran.  A PATH that is not a
+  regular file (a FIFO, a device) is an ``error`` unless ``allow_special``
+  (``--allow-special``).
 """
 
 from __future__ import annotations
@@ -65,7 +72,6 @@ from oracle.traces import (
     TraceReader,
     encode_answer,
     encode_op,
-    read_trace,
     write_trace,
 )
 
@@ -164,24 +170,27 @@ def op_text(op: Op, limit: int = 240) -> str:
 
 
 def replay(paths: Iterable[str | os.PathLike[str]], *, version: str | Profile | None = None,
-           libbpf: str | None = None, bpf: bool = True) -> ReplayResult:
+           libbpf: str | None = None, bpf: bool = True,
+           allow_special: bool = False) -> ReplayResult:
     """Replay each trace on a fresh oracle (or on a libbpf target, see ``--libbpf``);
-    ``bpf=False``: the oracle models a process without bpf() (see module rules)."""
+    ``bpf=False``: the oracle models a process without bpf(); ``allow_special``:
+    read FIFOs and devices too (see module rules)."""
     names = [os.fspath(p) for p in paths]
     if libbpf is None:
-        return ReplayResult(tuple(replay_on_oracle(p, version, bpf=bpf) for p in names))
-    return replay_on_libbpf(names, libbpf)
+        return ReplayResult(tuple(replay_on_oracle(p, version, bpf=bpf,
+                                                   allow_special=allow_special) for p in names))
+    return replay_on_libbpf(names, libbpf, allow_special=allow_special)
 
 
 def replay_on_oracle(path: str, version: str | Profile | None = None, *,
-                     bpf: bool = True) -> TraceResult:
+                     bpf: bool = True, allow_special: bool = False) -> TraceResult:
     """One trace on a fresh ``Oracle``; never raises for bad input (see ``error``)."""
     start = time.perf_counter()
     count = checked = differing = 0
     found: list[Divergence] = []
     target = "oracle" if version is None else f"oracle {as_version(version)}"
     try:
-        with TraceReader(path) as reader:
+        with TraceReader(path, allow_special=allow_special) as reader:
             oracle = Oracle(version or reader.header.libbpf.version, bpf=bpf)
             target = f"oracle {oracle.version}"
             apply = oracle.apply
@@ -217,54 +226,73 @@ def resolve_target(spec: str) -> TargetLike:
     return resolve(spec)
 
 
-def replay_on_libbpf(paths: Sequence[str], spec: str) -> ReplayResult:
+def replay_on_libbpf(paths: Sequence[str], spec: str, *,
+                     allow_special: bool = False) -> ReplayResult:
     """Each trace on a fresh worker process of the libbpf ``spec`` names."""
     from oracle.libbpf.worker import Worker
 
     target = resolve_target(spec)
     with Worker(target) as worker:
-        return ReplayResult(tuple(_replay_live(worker, path, target) for path in paths))
+        return ReplayResult(tuple(_replay_live(worker, path, target, allow_special)
+                                  for path in paths))
 
 
-def _replay_live(worker: Worker, path: str, target: TargetLike) -> TraceResult:
-    name = f"libbpf {target.path}"
-    start = time.perf_counter()
-    try:
-        records = read_trace(path).records
-    except OracleError as exc:
-        return TraceResult(path, name, error=str(exc))
-    worker.reset()
-    try:
-        answers, crash = _run_batches(worker, [r.op for r in records])
-    except OracleError as exc:
-        return TraceResult(path, name, error=f"{path}: {exc}")
-    seconds = time.perf_counter() - start
-    found: list[Divergence] = []
-    checked = differing = 0
-    for index, (record, actual) in enumerate(zip(records, answers, strict=False)):
-        if record.answer is None:
-            continue  # answers stop short of records only where the live libbpf died
-        checked += 1
-        if actual != record.answer:
-            differing += 1
-            if len(found) < MAX_REPORTED:
-                found.append(Divergence(index, record.op, record.answer, actual))
-    return TraceResult(path, name, len(answers), checked, tuple(found), differing, seconds,
-                       crash=crash)
+@dataclass
+class _Live:
+    """What a live replay has seen so far (it streams: ``BATCH`` records at a time)."""
 
+    ops: int = 0
+    checked: int = 0
+    differing: int = 0
+    found: list[Divergence] = field(default_factory=list)
+    crash: str | None = None
 
-def _run_batches(worker: Worker, ops: list[Op]) -> tuple[list[Answer], str | None]:
-    answers: list[Answer] = []
-    for first in range(0, len(ops), BATCH):
-        batch = worker.run(ops[first : first + BATCH])
+    def run(self, worker: Worker, records: list[Record]) -> None:
+        batch = worker.run([r.op for r in records])
+        first = self.ops
+        for index, (record, result) in enumerate(zip(records, batch.results, strict=False)):
+            self.ops += 1
+            actual = result.answer
+            if record.answer is None:
+                continue  # answers stop short of records only where the live libbpf died
+            self.checked += 1
+            if actual != record.answer:
+                self.differing += 1
+                if len(self.found) < MAX_REPORTED:
+                    self.found.append(Divergence(first + index, record.op, record.answer, actual))
         if batch.crash is not None:
             event = batch.crash
             where = first + event.op_index
             what = event.sanitizer or event.message or event.kind
-            return answers, (f"libbpf {event.kind} on op {where} (line {record_line(where)}):"
-                             f" {what}")
-        answers.extend(r.answer for r in batch.results)
-    return answers, None
+            self.crash = (f"libbpf {event.kind} on op {where} (line {record_line(where)}):"
+                          f" {what}")
+
+
+def _replay_live(worker: Worker, path: str, target: TargetLike,
+                 allow_special: bool = False) -> TraceResult:
+    name = f"libbpf {target.path}"
+    start = time.perf_counter()
+    live = _Live()
+    error: str | None = None
+    try:
+        with TraceReader(path, allow_special=allow_special) as reader:
+            worker.reset()
+            pending: list[Record] = []
+            for record in reader:
+                pending.append(record)
+                if len(pending) == BATCH:
+                    live.run(worker, pending)
+                    pending = []
+                    if live.crash is not None:
+                        break
+            if pending and live.crash is None:
+                live.run(worker, pending)
+    except TraceError as exc:
+        error = str(exc)
+    except OracleError as exc:
+        error = f"{path}: {exc}"
+    return TraceResult(path, name, live.ops, live.checked, tuple(live.found), live.differing,
+                       time.perf_counter() - start, error=error, crash=live.crash)
 
 
 # ---------------------------------------------------------------------------
@@ -346,7 +374,8 @@ def _run(args: argparse.Namespace) -> int:
 
         model = profile_for(tree_table(check_tree(args.source.expanduser(),
                                                   f"--source {args.source}")))
-    result = replay(args.paths, version=model, libbpf=args.libbpf, bpf=args.bpf)
+    result = replay(args.paths, version=model, libbpf=args.libbpf, bpf=args.bpf,
+                    allow_special=args.allow_special)
     for trace in result.traces:
         if args.json:
             print(json.dumps(trace.to_json()))
@@ -388,6 +417,9 @@ def register(sub: Any) -> None:
                         help="the oracle models a process without bpf(): load and attach"
                         " answer -ENOSYS (for traces recorded without bpf())")
     parser.add_argument("--json", action="store_true", help="one line of JSON per trace")
+    parser.add_argument("--allow-special", action="store_true",
+                        help="read FIFOs and devices too (e.g. /dev/stdin); by default a PATH"
+                        " that is not a regular file is an error")
     parser.set_defaults(handler=_run)
 
 

@@ -13,15 +13,10 @@ from oracle import stop
 from oracle.argtypes import positive_float, positive_int
 from oracle.campaign import baseline
 from oracle.campaign.check import CheckConfig, JobStats, ProgressLine, exit_status, run_check
-from oracle.campaign.report import (
-    atomic_write,
-    check_writable_file,
-    junit_xml,
-    report_data,
-    write_json,
-)
+from oracle.campaign.report import junit_xml, report_data, write_json
 from oracle.environment import Environment
 from oracle.errors import OracleError
+from oracle.outputs import atomic_write, check_distinct, check_output_file
 
 
 class Console:
@@ -53,10 +48,17 @@ def write_reports(args: argparse.Namespace, data: dict[str, Any]) -> None:
         atomic_write(args.junit, junit_xml(data))
 
 
-def run(args: argparse.Namespace) -> int:
-    for path in (args.report, args.junit):
+def check_report_paths(args: argparse.Namespace) -> None:
+    """``--report`` and ``--junit``, refused before any work when they could not be
+    written safely (``oracle.outputs``)."""
+    for what, path in (("report", args.report), ("JUnit report", args.junit)):
         if path is not None:
-            check_writable_file(path)
+            check_output_file(path, what)
+    check_distinct({"--report": args.report, "--junit": args.junit})
+
+
+def run(args: argparse.Namespace) -> int:
+    check_report_paths(args)
     config = CheckConfig(
         libbpf=args.libbpf,
         source=args.source,

@@ -3,22 +3,21 @@
 Rules:
 - The JSON report has a format name and version; its fields never change
   meaning within a version.
-- Both files are written atomically (temp file + rename), after the campaign:
-  findings themselves are already on disk by then.
+- Both files are written atomically (``oracle.outputs``: temp file with the
+  user's umask, rename), after the campaign: findings themselves are already
+  on disk by then.  Their paths are checked first (``oracle.outputs``).
 """
 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree
 
 from oracle.campaign.check import CheckConfig, JobStats, exit_status
 from oracle.environment import Environment
-from oracle.errors import OracleError
+from oracle.outputs import atomic_write
 
 REPORT_FORMAT = "libbpf-sec-oracle/report"
 REPORT_VERSION = 1
@@ -68,28 +67,6 @@ def report_data(env: Environment, config: CheckConfig, stats: JobStats) -> dict[
         "errors": list(stats.errors),
         "exit_status": exit_status(stats, config.strict),
     }
-
-
-def atomic_write(path: Path, text: str) -> None:
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except OSError as exc:
-        raise OracleError(f"cannot write {path}: {exc.strerror}") from None
-
-
-def check_writable_file(path: Path) -> None:
-    """Fail early, before a campaign, when a report could not be written."""
-    parent = path.parent if str(path.parent) else Path(".")
-    if path.is_dir():
-        raise OracleError(f"report path {path} is a directory")
-    if not parent.is_dir():
-        raise OracleError(f"report directory {parent} does not exist")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise OracleError(f"report directory {parent} is not writable")
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:

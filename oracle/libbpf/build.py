@@ -24,7 +24,14 @@ instrumentation:
              counters and comparison hooks that libFuzzer, i.e. atheris, reads).
 
 Rules:
-- ``build()`` is idempotent: a published directory is never rebuilt or modified.
+- ``build()`` is idempotent: a published directory is never rebuilt or
+  modified, unless it is damaged or the caller forces it.
+- A published build is used only if its .so still hashes to ``build.json``'s
+  ``sha256`` (``damage``; ~1 ms for a plain .so, ~8 ms for asan/fuzz, warm):
+  a damaged one (truncated, edited) is rebuilt where building is allowed
+  (``build``, ``build_tree``, ``mutants.build_mutant``), else refused in one
+  line naming ``sec-oracle libbpf build --force TARGET``.  ``force=True``
+  rebuilds a published build whatever its state.
 - A directory is published only complete: make runs in a private staging
   directory under ``<cache>/build``, which is renamed into place atomically.
   A build directory therefore exists completely or not at all.
@@ -62,6 +69,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, Literal, NoReturn, get_args
 
+from oracle import cache
 from oracle import sourcetree as trees
 from oracle.errors import LibbpfError
 from oracle.libbpf import debsrc
@@ -140,6 +148,36 @@ def published_so(directory: Path) -> Path | None:
     return so if so.exists() and (directory / "build.json").is_file() else None
 
 
+def damage(directory: Path) -> str | None:
+    """Why the build published at ``directory`` cannot be trusted, or None (module rules)."""
+    try:
+        info = build_info(directory)
+        so = directory / info["so"]
+        with open(so, "rb") as handle:
+            actual = hashlib.file_digest(handle, "sha256").hexdigest()
+        expected = info["sha256"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        return f"its build record cannot be checked ({getattr(exc, 'strerror', None) or exc!r})"
+    if actual != expected:
+        return (f"{so.name} does not match the sha256 in build.json (truncated or changed"
+                " since it was built)")
+    return None
+
+
+def intact_so(directory: Path) -> Path | None:
+    """``published_so(directory)`` if that build is undamaged (``damage``), else None."""
+    so = published_so(directory)
+    return so if so is not None and damage(directory) is None else None
+
+
+def check_intact(directory: Path, spec: str) -> None:
+    """A one-line ``LibbpfError`` naming the rebuild command if the build is damaged."""
+    problem = damage(directory)
+    if problem is not None:
+        raise LibbpfError(f"the cached build of libbpf {spec} at {directory} is damaged:"
+                          f" {problem}; rebuild it: sec-oracle libbpf build --force {spec}")
+
+
 def build_info(directory: Path) -> dict[str, Any]:
     """The ``build.json`` of a published build directory."""
     info: dict[str, Any] = json.loads((directory / "build.json").read_text())
@@ -193,8 +231,9 @@ def published_trees() -> list[TreeBuild]:
     return sorted(found, key=lambda b: (str(b.tree), VARIANTS.index(b.variant)))
 
 
-def build_tree(tree: Path, variant: Variant = "plain") -> TreeBuild:
-    """The build of the libbpf source tree ``tree`` as ``variant``, building it if needed.
+def build_tree(tree: Path, variant: Variant = "plain", *, force: bool = False) -> TreeBuild:
+    """The build of the libbpf source tree ``tree`` as ``variant``, building it if needed
+    (or damaged, or ``force``).
 
     Cached by the content of what the build reads (module rules); two runs
     building the same state serialise on its lock and share one build.
@@ -203,15 +242,14 @@ def build_tree(tree: Path, variant: Variant = "plain") -> TreeBuild:
     release = trees.release_of(tree)
     label = f"{tree}" + ("" if variant == "plain" else f"+{variant}")
     directory = tree_build_dir(trees.source_hash(tree), variant)
-    if published_so(directory) is None:
-        root = build_root()
-        root.mkdir(parents=True, exist_ok=True)
+    if force or intact_so(directory) is None:
+        root = cache.make_dir(build_root())
         with tempfile.TemporaryDirectory(dir=root, prefix=".snapshot-") as tmp:
             copy = Path(tmp) / "tree"
             sha = trees.snapshot(tree, copy)
             directory = tree_build_dir(sha, variant)
             with debsrc.locked(root / f".{directory.name}.lock"):
-                if published_so(directory) is None:
+                if force or intact_so(directory) is None:
                     preflight()
                     publish(copy, release, variant, directory.name, label,
                             {"kind": "tree", "tree": str(tree), "source_sha256": sha,
@@ -227,16 +265,18 @@ def _version_key(version: str) -> tuple[int, ...]:
     return tuple(int(part) for part in version.split(".") if part.isdigit())
 
 
-def build(version: str, variant: Variant = "plain") -> Path:
-    """The ``libbpf.so.1`` of ``version`` built as ``variant``, building it on first use."""
+def build(version: str, variant: Variant = "plain", *, force: bool = False) -> Path:
+    """The ``libbpf.so.1`` of ``version`` built as ``variant``, building it on first use
+    (and when damaged, or ``force``)."""
     debsrc.check_release(version)
     check_variant(variant)
-    done = built(version, variant)
+    directory = build_dir(version, variant)
+    done = None if force else intact_so(directory)
     if done is not None:
         return done
     root = build_root()
     with debsrc.locked(root / f".{version}-{variant}.lock"):
-        done = built(version, variant)
+        done = None if force else intact_so(directory)
         if done is not None:
             return done
         preflight()
@@ -275,8 +315,7 @@ def publish(source: Path, version: str, variant: Variant, name: str, label: str,
     yet.  ``label`` names the build in errors; ``extra_info`` is added to
     ``build.json``.  A failure keeps make's output in ``<root>/<name>.failed.log``.
     """
-    root = build_root()
-    root.mkdir(parents=True, exist_ok=True)
+    root = cache.make_dir(build_root())
     staging = Path(tempfile.mkdtemp(dir=root, prefix=f".{name}-"))
     try:
         seconds = _make(source, staging, name, label, variant)

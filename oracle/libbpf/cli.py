@@ -1,15 +1,19 @@
 """``sec-oracle libbpf``: build and list the libbpf targets of ``--libbpf``.
 
 Commands:
-  ``libbpf build TARGET...``  resolve each target (building a release on first
-                              use) and print the path of its .so, one a line
+  ``libbpf build [--force] TARGET...``
+                              resolve each target (building a release or tree
+                              on first use, or when its cached .so no longer
+                              matches its build.json; ``--force``: rebuild it
+                              anyway) and print the path of its .so, one a
+                              line (``--force`` does nothing to system or a PATH)
   ``libbpf list``             ``system`` and every build in the cache: target,
                               variant, what the library reports, the oracle
                               table it selects, the source hash of a tree
                               build, path
   ``libbpf mutant list``      the deliberately broken builds (``mutants``):
                               name, releases, what is broken
-  ``libbpf mutant build NAME [--version V]``
+  ``libbpf mutant build NAME [--version V] [--force]``
                               build that mutant of release V (default 1.7.0)
                               if needed; print the path of its .so
 
@@ -40,6 +44,8 @@ def register(subparsers: Any) -> None:
     commands = group.add_subparsers(dest="libbpf_command", required=True)
     build = commands.add_parser("build", help="build a target if needed; print its .so path")
     build.add_argument("targets", nargs="+", metavar="TARGET", help=SYNTAX)
+    build.add_argument("--force", action="store_true",
+                       help="rebuild a release or tree target even if it is in the cache")
     build.set_defaults(handler=run_build)
     listing = commands.add_parser("list", help="list system and the cached builds")
     listing.add_argument("--json", action="store_true", help="one JSON object per line")
@@ -52,12 +58,14 @@ def register(subparsers: Any) -> None:
     mutant_build.add_argument("name", metavar="NAME", help="a mutant, see libbpf mutant list")
     mutant_build.add_argument("--version", default="1.7.0", metavar="V",
                               help="the libbpf release to break (default 1.7.0)")
+    mutant_build.add_argument("--force", action="store_true",
+                              help="rebuild it even if it is in the cache")
     mutant_build.set_defaults(handler=run_mutant_build)
 
 
 def run_build(args: argparse.Namespace) -> int:
     for spec in args.targets:
-        print(resolve(spec).path, flush=True)
+        print(resolve(spec, force=args.force).path, flush=True)
     return 0
 
 
@@ -86,7 +94,7 @@ def run_mutant_list(args: argparse.Namespace) -> int:
 
 
 def run_mutant_build(args: argparse.Namespace) -> int:
-    print(mutants.build_mutant(args.version, args.name), flush=True)
+    print(mutants.build_mutant(args.version, args.name, force=args.force), flush=True)
     return 0
 
 

@@ -324,17 +324,18 @@ def patched_tree(pristine: Path, chosen: Mutant, version: str, into: Path) -> Pa
     return into
 
 
-def build_mutant(version: str, name: str) -> Path:
-    """The ``libbpf.so.1`` of mutant ``name`` of ``version`` (plain), built on first use."""
+def build_mutant(version: str, name: str, *, force: bool = False) -> Path:
+    """The ``libbpf.so.1`` of mutant ``name`` of ``version`` (plain), built on first use
+    (and when damaged, or ``force``: ``build``'s rules)."""
     chosen = mutant(name)
     check_applies(chosen, version)
-    done = built_mutant(version, name)
+    done = None if force else builder.intact_so(mutant_dir(version, name))
     if done is not None:
         return done
     root = builder.build_root()
     directory = build_name(version, name)
     with debsrc.locked(root / f".{directory}.lock"):
-        done = built_mutant(version, name)
+        done = None if force else builder.intact_so(mutant_dir(version, name))
         if done is not None:
             return done
         builder.preflight()

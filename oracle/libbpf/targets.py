@@ -222,41 +222,47 @@ def _release_variant(suffix: str | None, spec: str) -> Variant:
 # -- resolving -----------------------------------------------------------------
 
 
-def resolve(spec: str, *, build: bool = True) -> Target:
-    """The target ``spec`` names; a release or tree is built on first use unless ``build=False``."""
+def resolve(spec: str, *, build: bool = True, force: bool = False) -> Target:
+    """The target ``spec`` names; a release or tree is built on first use unless ``build=False``
+    (a damaged cached build is rebuilt, or refused if ``build=False``; ``force``
+    rebuilds it anyway; both: ``build``'s module rules)."""
     kind, version, variant, path = parse_target(spec)
     if kind == "system":
         return Target(spec, kind, None, "plain", system_libbpf())
     if kind == "tree":
         assert path is not None
-        done = _tree_build(path, variant, spec, build=build)
+        done = _tree_build(path, variant, spec, build=build, force=force)
         return Target(spec, kind, done.release, variant, done.so, path, done.source_sha256)
     if kind == "path":
         assert path is not None
         return Target(spec, kind, None, detect_variant(path), path)
     assert version is not None
-    return Target(spec, kind, version, variant, _release_so(version, variant, build=build))
+    return Target(spec, kind, version, variant,
+                  _release_so(version, variant, build=build, force=force))
 
 
-def _release_so(version: str, variant: Variant, *, build: bool) -> Path:
+def _release_so(version: str, variant: Variant, *, build: bool, force: bool = False) -> Path:
     if build:
-        return builder.build(version, variant)
+        return builder.build(version, variant, force=force)
     done = builder.built(version, variant)
+    name = builder.spec(version, variant)
     if done is None:
-        name = builder.spec(version, variant)
         raise LibbpfError(f"libbpf {name} is not built yet: run sec-oracle libbpf build {name}")
+    builder.check_intact(done.parent, name)
     return done
 
 
-def _tree_build(tree: Path, variant: Variant, spec: str, *, build: bool) -> builder.TreeBuild:
+def _tree_build(tree: Path, variant: Variant, spec: str, *, build: bool,
+                force: bool = False) -> builder.TreeBuild:
     if build:
-        return builder.build_tree(tree, variant)
+        return builder.build_tree(tree, variant, force=force)
     sha = trees.source_hash(tree)
     directory = builder.tree_build_dir(sha, variant)
     so = builder.published_so(directory)
     if so is None:
         raise LibbpfError(f"libbpf tree {spec} is not built in this state yet: "
                           f"run sec-oracle libbpf build {spec}")
+    builder.check_intact(directory, spec)
     return builder.TreeBuild(tree, sha, trees.release_of(tree), variant, so)
 
 

@@ -69,6 +69,11 @@ Invariants:
   ``obj<n>`` an earlier open record, ``opts.sz`` not larger than the bytes
   given, an ``open``'s spec one ``oracle.bpfelf.build_object`` accepts.
 - Every bad input is a ``TraceError`` of one line: ``FILE: line N: what``.
+- Reading is bounded by the limits in ``records`` (``MAX_LINE_BYTES`` per
+  line, ``MAX_DEPTH`` of nesting, ``MAX_OBJECT_BYTES`` per ``open`` object)
+  and opens only regular files unless asked (``files`` module rules).
+- ``write_trace`` writes only a new path or a regular file, with the user's
+  umask (``oracle.outputs``).
 - ``write_trace`` is atomic: a temp file in the same directory, fsynced, then
   renamed over the target; readers never see a partial trace.
 - Reading streams (``TraceReader``/``iter_records``); identical lines without

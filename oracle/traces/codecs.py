@@ -27,6 +27,7 @@ from oracle.ops import (
     HandlerOpts,
     ObjRef,
 )
+from oracle.traces.records import MAX_OBJECT_BYTES
 
 INT_MIN: Final = -(2**31)
 SIZE_MAX: Final = 2**64 - 1
@@ -112,8 +113,18 @@ HEX_RE: Final = "(?:[0-9a-f]{2})*"
 HEX_NO_NUL_RE: Final = "(?:0[1-9a-f]|[1-9a-f][0-9a-f])*"
 _PRINTABLE = re.compile(PRINTABLE_RE + r"\Z")
 _PRINTABLE_BYTES = re.compile(PRINTABLE_RE.encode() + rb"\Z")
-_HEX = re.compile(HEX_RE + r"\Z")
-_HEX_NO_NUL = re.compile(HEX_NO_NUL_RE + r"\Z")
+# The schema's HEX_RE as the decoder checks it: a repeated group costs the
+# regex engine ~100 bytes per repetition (a 10 MB hex string took 600 MB), a
+# repeated character class nothing.
+_HEX_CHARS = re.compile(r"[0-9a-f]*\Z")
+
+
+def _hex_bytes(text: str, nul_ok: bool = True) -> bytes | None:
+    """The bytes ``text`` spells as HEX_RE (``nul_ok=False``: HEX_NO_NUL_RE), else None."""
+    if len(text) % 2 or not _HEX_CHARS.match(text):
+        return None
+    data = bytes.fromhex(text)
+    return data if nul_ok or b"\0" not in data else None
 
 
 @dataclass(frozen=True)
@@ -154,9 +165,9 @@ class BytesCodec:
         if value is None and self.nullable:
             return None
         if type(value) is dict and value.keys() == {"hex"} and type(value["hex"]) is str:
-            pattern = _HEX if self.nul_ok else _HEX_NO_NUL
-            if pattern.match(value["hex"]):
-                return bytes.fromhex(value["hex"])
+            data = _hex_bytes(value["hex"], self.nul_ok)
+            if data is not None:
+                return data
             what = "lowercase hex pairs" + ("" if self.nul_ok else " without 00")
             raise _Shape(f"expected {what}, got {_show(value['hex'])}", ("hex",))
         kinds = "null, " if self.nullable else ""
@@ -310,17 +321,24 @@ class ElfCodec:
     def decode(self, value: JSON) -> ObjectSpec | bytes:
         if type(value) is dict and value.keys() == {"hex"}:
             raw = value["hex"]
-            if type(raw) is str and _HEX.match(raw):
-                return bytes.fromhex(raw)
+            data = _hex_bytes(raw) if type(raw) is str else None
+            if data is not None:
+                if len(data) > MAX_OBJECT_BYTES:
+                    raise _Semantic(f"$.args.obj: {len(data)} bytes of object, more than the"
+                                    f" limit of {MAX_OBJECT_BYTES} (MAX_OBJECT_BYTES)")
+                return data
             raise _Shape(f"expected lowercase hex pairs, got {_show(raw)}", ("hex",))
         if type(value) is not dict:
             raise _Shape(f"expected an object ({{\"programs\": ..}} or {{\"hex\": ..}}),"
                          f" got {_show(value)}")
         spec: ObjectSpec = self.spec.decode(value)
         try:
-            build_object(spec)
+            size = len(build_object(spec))
         except ValueError as exc:  # the writer's rules (oracle.bpfelf): the op cannot run
             raise _Semantic(f"$.args.obj: not an object oracle.bpfelf can build: {exc}") from None
+        if size > MAX_OBJECT_BYTES:
+            raise _Semantic(f"$.args.obj: the spec builds a {size}-byte object, more than the"
+                            f" limit of {MAX_OBJECT_BYTES} (MAX_OBJECT_BYTES)")
         return spec
 
 

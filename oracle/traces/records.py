@@ -2,6 +2,8 @@
 
 Plain frozen dataclasses, no encoding: ``oracle.traces.kinds`` and
 ``oracle.traces.schema`` turn them into JSON, ``oracle.traces.files`` into files.
+The reading limits (``MAX_LINE_BYTES``, ``MAX_DEPTH``, ``MAX_OBJECT_BYTES``)
+are part of the format and live here, the one place they are defined.
 """
 
 from __future__ import annotations
@@ -17,6 +19,18 @@ from oracle.ops import Answer, Op
 FORMAT: Final = "libbpf-sec-oracle/trace"
 FORMAT_VERSION: Final = 1
 VARIANTS: Final = ("plain", "asan", "fuzz", "system", "path")
+
+# Reading limits: a reader refuses a trace past one of them (one line naming
+# the file, the line and the limit) instead of spending unbounded memory or
+# stack on it.  Every trace this tool writes is far inside them (the largest
+# line of the shipped corpus is 8.5 KB, the deepest record 6 levels).
+#: bytes in one line, its newline included (the header too)
+MAX_LINE_BYTES: Final = 1 << 20
+#: nesting of JSON arrays and objects in one line (the record itself is 1)
+MAX_DEPTH: Final = 32
+#: bytes of one ``open``'s object: raw ``{"hex": ..}`` bytes, or the ELF
+#: ``oracle.bpfelf.build_object`` makes of a spec
+MAX_OBJECT_BYTES: Final = 1 << 18
 
 
 @dataclass(frozen=True, slots=True)
