@@ -197,15 +197,20 @@ def test_a_failure_that_does_not_reproduce_is_unconfirmed(tmp_path: Path,
                                                           sig: signal.Signals) -> None:
     run = Run(tmp_path, "--time", "14")
     run.started()
-    for copy in run.copies():
-        os.kill(copy, sig)
+    for _ in range(3):  # a copy may end on its own just before the signal: hit a few
+        for copy in run.copies():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(copy, sig)
+        time.sleep(1.0)
     assert run.wait(90) == 0  # nothing confirmed
     data = run.data()
-    killed = [f for f in data["findings"] if f["known"] is None]  # not KB3's fresh cases
+    killed = [f for f in data["findings"] if not f["confirmed"]]
     assert killed, "the killed copy was not seen"
     for finding in killed:
-        assert finding["confirmed"] is False, finding
         assert Path(finding["trace"]).is_file()
+    # what did reproduce is KB3, from its fresh cases (a killed one of them may be
+    # labelled KB3 too, by its cause, but stays unconfirmed)
+    assert {f["known"] for f in data["findings"] if f["confirmed"]} <= {"KB3"}, data
     out = run.out.read_text()
     assert "[unconfirmed" in out and "[NEW]" not in out
     run.assert_clean()
