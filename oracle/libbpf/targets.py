@@ -428,6 +428,12 @@ def _run_probe(target: Target) -> dict[str, Any]:
     return report
 
 
+#: libraries ``_probe_here`` loaded, kept loaded: a fuzz build registers its
+#: coverage counters with libFuzzer when loaded, and unloading it would leave
+#: libFuzzer writing to unmapped memory
+_PROBED: Final[list[Any]] = []
+
+
 def _probe_here(target: Target) -> dict[str, Any]:
     """``_run_probe``'s report, loading the library in this process (packaged harness)."""
     import cffi
@@ -436,6 +442,7 @@ def _probe_here(target: Target) -> dict[str, Any]:
     ffi.cdef(_PROBE_CDEF)
     try:
         lib: Any = ffi.dlopen(str(target.path))
+        _PROBED.append((ffi, lib))
         missing = [name for name in EXPORTS if not hasattr(lib, name)]
     except OSError as exc:
         raise LibbpfError(f"cannot load {target.path}: {exc}") from None

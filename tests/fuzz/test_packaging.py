@@ -1,9 +1,10 @@
 """Packaging for the engines: .clusterfuzzlite/build.sh run outside Docker, then one
 packaged fuzzer run on its seed corpus; and where a harness finds its libbpf.
 
-The build test costs ~55-75 s on 2 cores (libbpf with ASan ~20 s, PyInstaller ~35-50 s)
-and the run ~3 s; it is marked ``slow`` and skipped, with the reason, when clang,
-make, zip, PyInstaller, atheris or libbpf 1.7.0's source tree is missing.
+The build (a module fixture) costs ~55-75 s on 2 cores (libbpf with ASan ~20 s,
+PyInstaller ~35-50 s), the runs ~3 s and ~6 s (-fork=1); those tests are marked
+``slow`` and skipped, with the reason, when clang, make, zip, PyInstaller, atheris
+or libbpf 1.7.0's source tree is missing.
 """
 
 from __future__ import annotations
@@ -142,3 +143,18 @@ def test_frozen_sanitizer_target_without_preload_is_one_line(
     with pytest.raises(SystemExit, match="run the wrapper script"):
         harness_registry.check_frozen_preload("fuzz")
     harness_registry.check_frozen_preload("plain")
+
+
+@pytest.mark.slow
+def test_packaged_fuzzer_relaunches_itself_for_fork(out: Path, tmp_path: Path) -> None:
+    """-fork runs the package again (argv[0]); the preload is inherited from the wrapper."""
+    corpus = tmp_path / "corpus"
+    with zipfile.ZipFile(out / f"{FUZZER}_seed_corpus.zip") as archive:
+        archive.extractall(corpus)
+    env = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "PYTHONPATH")}
+    result = subprocess.run([str(out / FUZZER), "-fork=1", "-max_total_time=4", str(corpus)],
+                            env=env, cwd=tmp_path, capture_output=True, text=True,
+                            timeout=300, check=False)
+    log = result.stdout + result.stderr
+    assert result.returncode == 0, log[-4000:]
+    assert "job: 1" in log and "ERROR" not in log, log[-4000:]
