@@ -5,6 +5,7 @@ Usage::
     python fuzz/harness_registry.py --libbpf=1.7.0+fuzz [--lifecycle] [--allow-known]
         [--malloc-context=0] [--instrument=auto|yes|no] [libFuzzer flags] [CORPUS_DIR...]
     python fuzz/harness_registry.py --libbpf=system --replay FILE...   # no libFuzzer
+    $OUT/harness_registry [libFuzzer flags] [CORPUS_DIR...]   # packaged: .clusterfuzzlite/build.sh
 
 Our own flags are written ``--name=value``: libFuzzer ignores flags that start
 with ``--`` and keeps them when it relaunches the fuzzer (``-fork``, ``-jobs``,
