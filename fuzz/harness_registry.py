@@ -5,6 +5,7 @@ Usage::
     python fuzz/harness_registry.py --libbpf=1.7.0+fuzz [--lifecycle] [--allow-known]
         [--malloc-context=0] [--instrument=auto|yes|no] [libFuzzer flags] [CORPUS_DIR...]
     python fuzz/harness_registry.py --libbpf=system --replay FILE...   # no libFuzzer
+    $OUT/harness_registry [libFuzzer flags] [CORPUS_DIR...]   # packaged: .clusterfuzzlite/build.sh
 
 Our own flags are written ``--name=value``: libFuzzer ignores flags that start
 with ``--`` and keeps them when it relaunches the fuzzer (``-fork``, ``-jobs``,
@@ -27,6 +28,16 @@ Rules (per input, ``Harness.one_input``):
   script re-executes itself once with ``Target.env(host="atheris")`` (plus
   ``malloc_context_size``, 0 by default: allocation stacks are what make ASan
   slow for a Python host) when the preload is missing.
+- Where libbpf is (``located_libbpf``): ``--libbpf=TARGET``, else
+  ``$SEC_ORACLE_FUZZ_LIBBPF`` (a TARGET), else a ``libbpf.so.X.Y.Z`` (or
+  ``libbpf.so.1``) next to the executable, i.e. in ``$OUT`` beside a packaged
+  fuzzer, or in its bundle (``sys._MEIPASS``).  Never only this tool's cache.
+- Packaged by PyInstaller (``FROZEN``, see ``.clusterfuzzlite/build.sh``): the
+  wrapper script in ``$OUT`` preloads ``sanitizer_with_fuzzer.so`` (atheris'
+  ``asan_with_fuzzer.so``), so there is no re-exec; a sanitizer target without
+  a preload stops with a one-line message.  libFuzzer relaunches the package
+  (``sys.executable``) and the preload is inherited.  Package data comes in
+  with ``--add-data`` (the layout under ``sys._MEIPASS`` is the tree's).
 """
 
 from __future__ import annotations
@@ -57,6 +68,10 @@ from oracle.model.versions import Profile, profile
 from oracle.ops import Answer
 
 SCRIPT: Final = Path(__file__).resolve()
+#: packaged by PyInstaller: sys.executable is the package, not a Python
+FROZEN: Final = bool(getattr(sys, "frozen", False))
+#: a TARGET for the harness when --libbpf is not given
+LIBBPF_ENV: Final = "SEC_ORACLE_FUZZ_LIBBPF"
 #: set in the environment of the re-executed process, so it never loops
 REEXEC_MARK: Final = "SEC_ORACLE_FUZZ_REEXEC"
 
@@ -145,7 +160,8 @@ class Harness:
 def parse(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
     parser = argparse.ArgumentParser(prog="harness_registry.py", allow_abbrev=False,
                                      description=__doc__.split("\n\n")[0])
-    parser.add_argument("--libbpf", required=True, metavar="TARGET")
+    parser.add_argument("--libbpf", metavar="TARGET",
+                        help=f"default: ${LIBBPF_ENV}, else a libbpf.so next to the executable")
     parser.add_argument("--lifecycle", action="store_true",
                         help="also decode object lifecycle ops (slower)")
     parser.add_argument("--allow-known", action="store_true",
@@ -178,6 +194,28 @@ def fuzz_env(target_env: dict[str, str], malloc_context: int) -> dict[str, str]:
                      if not o.startswith("malloc_context_size=")),
             {"malloc_context_size": str(malloc_context)})
     return env
+
+
+def located_libbpf() -> str | None:
+    """The TARGET to use when ``--libbpf`` is not given (module rules), or None."""
+    if os.environ.get(LIBBPF_ENV):
+        return os.environ[LIBBPF_ENV]
+    places = [Path(sys.executable).resolve().parent] if FROZEN else []
+    bundle = getattr(sys, "_MEIPASS", None)
+    places += [Path(bundle)] if bundle else []
+    for place in places:
+        found = sorted(place.glob("libbpf.so.[0-9]*.[0-9]*.[0-9]*")) or \
+            sorted(place.glob("libbpf.so.1"))
+        if found:
+            return str(found[-1])
+    return None
+
+
+def check_frozen_preload(variant: str) -> None:
+    """A packaged harness cannot re-exec itself: its wrapper must have preloaded the runtime."""
+    if variant != "plain" and not os.environ.get("LD_PRELOAD"):
+        raise SystemExit("harness: this libbpf is a sanitizer build: run the wrapper script "
+                         "next to the package (it preloads sanitizer_with_fuzzer.so)")
 
 
 def ensure_preload(args: argparse.Namespace, rest: list[str], target_env: dict[str, str]) -> None:
@@ -228,8 +266,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args, rest = parse(sys.argv[1:] if argv is None else argv)
     from oracle.libbpf.targets import resolve
 
+    args.libbpf = args.libbpf or located_libbpf()
+    if args.libbpf is None:
+        raise SystemExit(f"harness: no libbpf: give --libbpf=TARGET or set ${LIBBPF_ENV}")
     target = resolve(args.libbpf)
-    ensure_preload(args, rest, target.env("atheris"))
+    if FROZEN:
+        check_frozen_preload(target.variant)
+    else:
+        ensure_preload(args, rest, target.env("atheris"))
     harness, variant = build(args)
     if args.replay:
         inputs = [Path(name).read_bytes() for name in rest]
@@ -247,7 +291,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.instrument == "yes" or (args.instrument == "auto" and variant == "plain"):
         print(f"harness: instrumented {instrument_our_modules(atheris)} Python functions",
               file=sys.stderr)
-    argv0 = f"{shlex.quote(sys.executable)} {shlex.quote(str(SCRIPT))}"
+    argv0 = shlex.quote(sys.executable) if FROZEN else \
+        f"{shlex.quote(sys.executable)} {shlex.quote(str(SCRIPT))}"
     atheris.Setup([argv0, *our_flags(args), *rest], harness.one_input)
     atheris.Fuzz()
     return 0

@@ -26,7 +26,9 @@ Rules:
   That environment must be in place when the process starts; the caller's own
   ``LD_PRELOAD`` is replaced, because the runtime must come first.
 - ``probe`` loads the library only in a child process, so a crash, a sanitizer
-  report or a wrong library never takes the caller down.
+  report or a wrong library never takes the caller down.  Exception: a
+  PyInstaller-packaged harness (``sys.frozen``) has no Python to start a child
+  with; it probes in process (it loads the library in process next anyway).
 - A library counts as libbpf only if it exports ``libbpf_version_string``,
   ``libbpf_major_version``, ``libbpf_minor_version`` and
   ``libbpf_register_prog_handler``.
@@ -91,18 +93,22 @@ EXPORTS: Final = (
 )
 _PROBE_TIMEOUT_S: Final = 120
 
+#: what the probe calls
+_PROBE_CDEF: Final = """
+const char *libbpf_version_string(void);
+unsigned int libbpf_major_version(void);
+unsigned int libbpf_minor_version(void);
+int libbpf_register_prog_handler(const char *sec, int prog_type, int exp_attach_type,
+                                 const void *opts);
+"""
+
 # Runs in the child: prints one JSON line, never a traceback for expected failures.
 _PROBE_SCRIPT: Final = """
 import json, sys
 import cffi
 ffi = cffi.FFI()
 ffi.cdef('''
-const char *libbpf_version_string(void);
-unsigned int libbpf_major_version(void);
-unsigned int libbpf_minor_version(void);
-int libbpf_register_prog_handler(const char *sec, int prog_type, int exp_attach_type,
-                                 const void *opts);
-''')
+@CDEF@''')
 try:
     lib = ffi.dlopen(sys.argv[1])
 except OSError as exc:
@@ -122,7 +128,7 @@ print(json.dumps({
     "major": lib.libbpf_major_version(),
     "minor": lib.libbpf_minor_version(),
 }))
-"""
+""".replace("@CDEF@", _PROBE_CDEF)
 
 
 @dataclass(frozen=True)
@@ -397,7 +403,7 @@ def _options(base: tuple[str, ...]) -> str:
 
 def probe(target: Target) -> LibbpfInfo:
     """Load ``target`` in a child process and report its version and oracle table."""
-    report = _run_probe(target)
+    report = _probe_here(target) if getattr(sys, "frozen", False) else _run_probe(target)
     major, minor = int(report["major"]), int(report["minor"])
     release = _release_of(target, major, minor)
     from oracle.tables import known_versions
@@ -426,6 +432,30 @@ def _run_probe(target: Target) -> dict[str, Any]:
         missing = ", ".join(map(str, report["missing"]))
         raise LibbpfError(f"{target.path} is not a libbpf: it does not export {missing}")
     return report
+
+
+#: libraries ``_probe_here`` loaded, kept loaded: a fuzz build registers its
+#: coverage counters with libFuzzer when loaded, and unloading it would leave
+#: libFuzzer writing to unmapped memory
+_PROBED: Final[list[Any]] = []
+
+
+def _probe_here(target: Target) -> dict[str, Any]:
+    """``_run_probe``'s report, loading the library in this process (packaged harness)."""
+    import cffi
+
+    ffi = cffi.FFI()
+    ffi.cdef(_PROBE_CDEF)
+    try:
+        lib: Any = ffi.dlopen(str(target.path))
+        _PROBED.append((ffi, lib))
+        missing = [name for name in EXPORTS if not hasattr(lib, name)]
+    except OSError as exc:
+        raise LibbpfError(f"cannot load {target.path}: {exc}") from None
+    if missing:
+        raise LibbpfError(f"{target.path} is not a libbpf: it does not export {', '.join(missing)}")
+    return {"version_string": ffi.string(lib.libbpf_version_string()).decode(),
+            "major": lib.libbpf_major_version(), "minor": lib.libbpf_minor_version()}
 
 
 def _summary(stderr: str) -> str:
