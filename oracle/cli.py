@@ -27,6 +27,7 @@ GROUPS: Final = (
     "oracle.tables.cli",
     "oracle.libbpf.cli",
     "oracle.bench",
+    "oracle.coverage",
 )
 
 
