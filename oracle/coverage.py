@@ -26,6 +26,9 @@ Rules:
 - Bad input or environment (no such directory, a target that is not a release
   or a tree, missing llvm tools, a listed function missing from the report,
   an unreadable report row) is one ``OracleError`` line and exit 2.
+- ``llvm-cov show -name=`` matches substrings (``bpf_program__attach`` would
+  bring every ``bpf_program__attach_*``): functions are selected with an
+  anchored ``-name-regex``.
 """
 
 from __future__ import annotations
@@ -324,7 +327,7 @@ class Llvm:
 
     def show(self, profile: Path, names: Sequence[str], html: Path | None = None) -> str:
         argv = [self.cov, "show", str(self.so), "-instr-profile", str(profile),
-                *(f"-name={n}" for n in names)]
+                *(f"-name-regex=^{re.escape(n)}$" for n in names)]
         if html is not None:
             argv += ["-format=html", f"-output-dir={html}", "-show-branches=count"]
         return self._run(argv)
