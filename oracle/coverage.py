@@ -16,6 +16,9 @@ Rules:
   the worker child and its forked copies share a pid in the runtime's view,
   so they merge into one file under the runtime's lock; a copy exits
   through libc's ``exit`` so it writes, see ``libbpf.child._exit_copy``).
+- Sources are read from the release's unpacked tree or the given tree
+  (``-compilation-dir``: a tree build compiled a snapshot that is gone), so
+  a tree edited since its build shows its lines against the new text.
 - The numbers are llvm-cov's own (``report``), never recomputed: lines and
   branches per function.  Uncovered lines come from ``llvm-cov show`` (count
   ``0``), as ``file:line``.
@@ -323,10 +326,11 @@ class Llvm:
 
     def report(self, profile: Path) -> str:
         return self._run([self.cov, "report", "-show-functions", "-instr-profile", str(profile),
-                          str(self.so), *SOURCES])
+                          f"-compilation-dir={self.sources}", str(self.so), *SOURCES])
 
     def show(self, profile: Path, names: Sequence[str], html: Path | None = None) -> str:
         argv = [self.cov, "show", str(self.so), "-instr-profile", str(profile),
+                f"-compilation-dir={self.sources}",
                 *(f"-name-regex=^{re.escape(n)}$" for n in names)]
         if html is not None:
             argv += ["-format=html", f"-output-dir={html}", "-show-branches=count"]

@@ -21,6 +21,8 @@ Rules and invariants:
   pid at offset 8; after a death the parent reads the count to name the exact
   op (``CrashEvent.op_index``); a death between ops (decoding, replying) names
   the last op started.
+- A copy ends with ``os._exit``; with ``LLVM_PROFILE_FILE`` set (a ``+cov``
+  build) through libc's ``exit`` instead, so the profile is written.
 - The wire (messages, framing, the child's private fds) follows the rules of
   ``oracle.libbpf.wire``.
 """
@@ -220,7 +222,8 @@ def _exit_copy(code: int) -> None:
 
     ``os._exit`` skips C ``atexit`` handlers, where the profile runtime linked
     into the .so writes ``$LLVM_PROFILE_FILE`` (``targets.profile_file``,
-    ``%p``: per copy); its ``__llvm_profile_write_file`` is not exported.
+    ``%m``: merged with the other copies'); its ``__llvm_profile_write_file``
+    is hidden by libbpf's version script.
     """
     if os.environ.get("LLVM_PROFILE_FILE"):
         import ctypes

@@ -22,8 +22,9 @@ Rules:
   references to ``__sanitizer_cov_*`` mean ``fuzz``, to ``__asan_*`` or
   ``__ubsan_handle_*`` mean ``asan``; a ``__llvm_prf_cnts`` section means ``cov``;
   anything else is ``plain``.
-- A ``+cov`` build's process gets ``LLVM_PROFILE_FILE`` (``profile_file``:
-  ``%p`` in the name, so every process and forked copy writes its own).
+- A ``+cov`` build's process gets ``LLVM_PROFILE_FILE`` (``profile_file``):
+  ``%m``, merge mode under the runtime's lock, because the runtime expands
+  ``%p`` once at load, so forked copies would overwrite each other's file.
 - A sanitizer build never links its runtime, so a process loading it needs
   ``Target.env()``: ``LD_PRELOAD`` of clang's ASan runtime (host ``python``) or
   atheris's ``asan_with_fuzzer.so`` (host ``atheris``), plus ASAN/UBSAN options.
@@ -401,7 +402,7 @@ def symbolizer() -> Path | None:
 
 
 def profile_file() -> str:
-    """Where a process loading a ``+cov`` build writes its profile (``%p``: one per process).
+    """Where a process loading a ``+cov`` build writes its profile (``%m``: merged, locked).
 
     The caller's ``$LLVM_PROFILE_FILE`` when set (``oracle.coverage`` sets a
     run directory), else one under the temporary directory.
@@ -409,7 +410,7 @@ def profile_file() -> str:
     given = os.environ.get("LLVM_PROFILE_FILE")
     if given:
         return given
-    return str(Path(tempfile.gettempdir()) / "sec-oracle-cov" / "libbpf-%p.profraw")
+    return str(Path(tempfile.gettempdir()) / "sec-oracle-cov" / "libbpf-%m.profraw")
 
 
 def _options(base: tuple[str, ...]) -> str:
