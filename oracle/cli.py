@@ -28,6 +28,7 @@ GROUPS: Final = (
     "oracle.libbpf.cli",
     "oracle.bench",
     "fuzz.cli",
+    "oracle.coverage",
 )
 
 

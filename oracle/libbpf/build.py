@@ -22,6 +22,9 @@ instrumentation:
   ``asan``   AddressSanitizer + UBSan, no recovery, frame pointers, ``-O1``.
   ``fuzz``   ``asan`` plus ``-fsanitize=fuzzer-no-link`` (SanitizerCoverage
              counters and comparison hooks that libFuzzer, i.e. atheris, reads).
+  ``cov``    source-based coverage (``-fprofile-instr-generate
+             -fcoverage-mapping``, ``-O0``, no sanitizer); the loading process
+             writes ``$LLVM_PROFILE_FILE`` at exit (``oracle.coverage``).
 
 Rules:
 - ``build()`` is idempotent: a published directory is never rebuilt or
@@ -74,7 +77,7 @@ from oracle import sourcetree as trees
 from oracle.errors import LibbpfError
 from oracle.libbpf import debsrc
 
-Variant = Literal["plain", "asan", "fuzz"]
+Variant = Literal["plain", "asan", "fuzz", "cov"]
 TREE_PREFIX: Final = "tree-"
 VARIANTS: Final[tuple[Variant, ...]] = get_args(Variant)
 
@@ -82,6 +85,7 @@ CC: Final = "clang"
 _WARN: Final = "-Wall -std=gnu89"
 _SANITIZE: Final = "-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer"
 _FUZZ: Final = "-fsanitize=fuzzer-no-link"
+_COV: Final = "-fprofile-instr-generate -fcoverage-mapping"
 _SCRUBBED_ENV: Final = (
     "CC",
     "CFLAGS",
@@ -109,6 +113,8 @@ def flags(variant: Variant) -> Flags:
     """The CFLAGS/LDFLAGS passed to libbpf's ``src/Makefile`` for ``variant``."""
     if variant == "plain":
         return Flags(f"-g -O2 {_WARN}", "")
+    if variant == "cov":
+        return Flags(f"-g -O0 {_WARN} {_COV}", "-fprofile-instr-generate")
     sanitize = _SANITIZE if variant == "asan" else f"{_SANITIZE} {_FUZZ}"
     ldflags = "-fsanitize=address,undefined" + (f" {_FUZZ}" if variant == "fuzz" else "")
     return Flags(f"-g -O1 {_WARN} {sanitize}", ldflags)

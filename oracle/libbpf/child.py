@@ -21,6 +21,8 @@ Rules and invariants:
   pid at offset 8; after a death the parent reads the count to name the exact
   op (``CrashEvent.op_index``); a death between ops (decoding, replying) names
   the last op started.
+- A copy ends with ``os._exit``; with ``LLVM_PROFILE_FILE`` set (a ``+cov``
+  build) through libc's ``exit`` instead, so the profile is written.
 - The wire (messages, framing, the child's private fds) follows the rules of
   ``oracle.libbpf.wire``.
 """
@@ -218,6 +220,22 @@ def run_case(session: Session, ops: Sequence[Op], writer: Any, progress: mmap.mm
     writer.flush()
 
 
+def _exit_copy(code: int) -> None:
+    """End a forked copy; with a ``+cov`` build, through libc's ``exit`` so its profile is written.
+
+    ``os._exit`` skips C ``atexit`` handlers, where the profile runtime linked
+    into the .so writes ``$LLVM_PROFILE_FILE`` (``targets.profile_file``,
+    ``%m``: merged with the other copies'); its ``__llvm_profile_write_file``
+    is hidden by libbpf's version script.
+    """
+    if os.environ.get("LLVM_PROFILE_FILE"):
+        import ctypes
+
+        sys.stdout.flush()
+        ctypes.CDLL(None).exit(code)
+    os._exit(code)
+
+
 def in_copy(progress: mmap.mmap, writer: Any, body: Callable[[], None], *,
             collect: bool = True) -> None:
     """Run ``body`` in a forked copy of this process, then report how the copy ended.
@@ -243,7 +261,7 @@ def in_copy(progress: mmap.mmap, writer: Any, body: Callable[[], None], *,
         except BaseException:
             code = 70
         finally:
-            os._exit(code)
+            _exit_copy(code)
     _, status = os.waitpid(pid, 0)
     PROGRESS.pack_into(progress, CASE_PID_OFFSET, 0)
     writer.write(encode(("case-exit", os.waitstatus_to_exitcode(status))))

@@ -8,18 +8,23 @@ Syntax (``parse_target``):
   ``VERSION+fuzz``  ``+asan`` plus SanitizerCoverage for atheris/libFuzzer
   ``DIR``           a libbpf source tree (``trees``: has ``src/libbpf.c``),
                     built into the cache keyed by its content
-  ``DIR+asan``, ``DIR+fuzz``  the same tree with the release variants
+  ``VERSION+cov``   source-based coverage (``build``), no sanitizer
+  ``DIR+asan``, ``DIR+fuzz``, ``DIR+cov``  the same tree with the release variants
   ``PATH``          any libbpf ``.so``: contains ``/``, starts with ``~`` or
                     ``.``, or contains ``.so``
 A spelling that looks like a path (``/``, ``~``, ``.``, ``.so``) is a tree when
-it names a directory (after an optional ``+asan``/``+fuzz``), else a file.
+it names a directory (after an optional ``+asan``/``+fuzz``/``+cov``), else a file.
 
 Rules:
 - ``parse_target`` does no I/O besides checking that a PATH exists; every
   malformed spec, unknown release or missing file is a one-line ``LibbpfError``.
 - A PATH's variant is read from its dynamic symbols (``detect_variant``):
   references to ``__sanitizer_cov_*`` mean ``fuzz``, to ``__asan_*`` or
-  ``__ubsan_handle_*`` mean ``asan``; anything else is ``plain``.
+  ``__ubsan_handle_*`` mean ``asan``; a ``__llvm_prf_cnts`` section means ``cov``;
+  anything else is ``plain``.
+- A ``+cov`` build's process gets ``LLVM_PROFILE_FILE`` (``profile_file``):
+  ``%m``, merge mode under the runtime's lock, because the runtime expands
+  ``%p`` once at load, so forked copies would overwrite each other's file.
 - A sanitizer build never links its runtime, so a process loading it needs
   ``Target.env()``: ``LD_PRELOAD`` of clang's ASan runtime (host ``python``) or
   atheris's ``asan_with_fuzzer.so`` (host ``atheris``), plus ASAN/UBSAN options.
@@ -53,6 +58,7 @@ import shutil
 import subprocess
 import sys
 import sysconfig
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Literal
@@ -69,7 +75,8 @@ if TYPE_CHECKING:
 Kind = Literal["system", "release", "path", "tree"]
 Host = Literal["python", "atheris"]
 
-SYNTAX: Final = ("use system, VERSION[+asan|+fuzz], DIR[+asan|+fuzz] (a libbpf source tree) "
+SYNTAX: Final = ("use system, VERSION[+asan|+fuzz|+cov], DIR[+asan|+fuzz|+cov] "
+                 "(a libbpf source tree) "
                  "or a path to a libbpf .so")
 ASAN_OPTIONS: Final = (
     # Python never frees everything at exit: leak reports would be noise.
@@ -147,6 +154,8 @@ class Target:
         """Extra environment for a process that loads this .so; empty for plain."""
         if self.variant == "plain":
             return {}
+        if self.variant == "cov":
+            return {"LLVM_PROFILE_FILE": profile_file()}
         runtime = atheris_runtime() if host == "atheris" else asan_runtime()
         return {
             "LD_PRELOAD": str(runtime),
@@ -220,8 +229,11 @@ def _release_variant(suffix: str | None, spec: str) -> Variant:
         return "asan"
     if suffix == "fuzz":
         return "fuzz"
+    if suffix == "cov":
+        return "cov"
     raise LibbpfError(
-        f"unknown variant +{suffix} in {spec!r}: use VERSION, VERSION+asan or VERSION+fuzz"
+        f"unknown variant +{suffix} in {spec!r}: use VERSION, VERSION+asan, VERSION+fuzz "
+        "or VERSION+cov"
     )
 
 
@@ -309,7 +321,16 @@ def detect_variant(path: Path) -> Variant:
         return "fuzz"
     if any(name.startswith(("__asan_", "__ubsan_handle_")) for name in names):
         return "asan"
+    if _has_section(path, "__llvm_prf_cnts"):
+        return "cov"
     return "plain"
+
+
+def _has_section(path: Path, name: str) -> bool:
+    from elftools.elf.elffile import ELFFile
+
+    with open(path, "rb") as handle:
+        return ELFFile(handle).get_section_by_name(name) is not None
 
 
 def _dynamic_symbols(path: Path) -> set[str]:
@@ -390,6 +411,18 @@ def symbolizer() -> Path | None:
             return Path(found)
     candidates = sorted(Path("/usr/lib").glob("llvm-*/bin/llvm-symbolizer"))
     return candidates[-1] if candidates else None
+
+
+def profile_file() -> str:
+    """Where a process loading a ``+cov`` build writes its profile (``%m``: merged, locked).
+
+    The caller's ``$LLVM_PROFILE_FILE`` when set (``oracle.coverage`` sets a
+    run directory), else one under the temporary directory.
+    """
+    given = os.environ.get("LLVM_PROFILE_FILE")
+    if given:
+        return given
+    return str(Path(tempfile.gettempdir()) / "sec-oracle-cov" / "libbpf-%m.profraw")
 
 
 def _options(base: tuple[str, ...]) -> str:
