@@ -7,6 +7,8 @@ Rules:
 - Cases whose outcome depends on memory corruption are never saved: crashes,
   and cases that trigger a documented libbpf bug (``campaign.known.TRIGGERS``
   of the entries for this release), since their answers are not reproducible.
+  Nor are cases the model cannot answer (``NotModelledError``: e.g. loading
+  0.8.x legacy maps), which a replay could never check.
 - ``select="coverage"`` keeps a case only if it makes the oracle execute model
   code paths no kept case executed before (greedy, branch coverage of
   ``oracle/model``): a small corpus that reaches every rule.  ``select="all"``
@@ -30,6 +32,7 @@ from oracle.campaign.known import triggers_known_bug
 from oracle.environment import Environment
 from oracle.errors import OracleError
 from oracle.libbpf.worker import Worker
+from oracle.model.objects import NotModelledError
 from oracle.model.oracle import Oracle
 from oracle.model.versions import Profile
 from oracle.ops import Op
@@ -45,6 +48,7 @@ class RecordStats:
     skipped_crash: int
     skipped_known: int
     paths: tuple[Path, ...]
+    skipped_unmodelled: int = 0
 
 
 class ModelCoverage:
@@ -82,7 +86,7 @@ def record(env: Environment, out: Path, *, count: int, seed: int, select: str,
     check_writable_dir(out, "output directory")
     coverage = ModelCoverage(env.profile, env.bpf) if select == "coverage" else None
     kept: list[Path] = []
-    total = crashed = known = 0
+    total = crashed = known = unmodelled = 0
     mixed = MixedCases(env, CheckConfig(lifecycle=0.5), seed)
     with Worker(env.target, timeout=timeout) as worker:
         for index in range(count):
@@ -91,7 +95,13 @@ def record(env: Environment, out: Path, *, count: int, seed: int, select: str,
             if triggers_known_bug(env.version, ops):
                 known += 1
                 continue
-            if coverage is not None and not coverage.adds(ops):
+            try:
+                if coverage is None:
+                    Oracle(env.profile, bpf=env.bpf).run(ops)
+                elif not coverage.adds(ops):
+                    continue
+            except NotModelledError:
+                unmodelled += 1
                 continue
             batch = worker.run_fresh(ops)
             if batch.crash is not None:
@@ -107,7 +117,7 @@ def record(env: Environment, out: Path, *, count: int, seed: int, select: str,
             except OSError as exc:
                 raise OracleError(f"cannot write trace {path}: {exc.strerror or exc}"
                                   f" ({len(kept)} traces saved before it stay)") from None
-    return RecordStats(total, len(kept), crashed, known, tuple(kept))
+    return RecordStats(total, len(kept), crashed, known, tuple(kept), unmodelled)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -116,7 +126,8 @@ def _run(args: argparse.Namespace) -> int:
     stats = record(env, args.out, count=args.cases, seed=args.seed, select=args.select)
     print(f"record: {stats.cases} cases on libbpf {env.version} ({env.info.variant}):"
           f" {stats.kept} saved under {args.out}, {stats.skipped_crash} crashed,"
-          f" {stats.skipped_known} touch a known libbpf bug")
+          f" {stats.skipped_known} touch a known libbpf bug,"
+          f" {stats.skipped_unmodelled} not modelled")
     return 0
 
 

@@ -16,6 +16,9 @@ Rules:
   built-in, else the fallback, else nothing.  No '?' handling here: only
   ``bpf_object__open*`` strips a leading '?' from a program's section name, the
   two lookup functions take the name as given (docs/divergences.md, D9).
+- ``Profile.sloppy_builtin_prefix`` (0.8.x): a plain built-in flagged
+  ``SEC_SLOPPY_PFX`` matches every name it is a prefix of, at its place in the
+  table (``sec_def_matches``' ``allow_sloppy``); custom handlers match as ever.
 - ``libbpf_prog_type_by_name(name, &pt, &eat)``: NULL name -> -EINVAL; a match
   -> 0 and both outs written with the handler's values (custom values are
   returned unvalidated); no match -> -ESRCH.  On error the outs are untouched.
@@ -44,11 +47,18 @@ Match = Handler | SecDef
 
 def find_sec_def(registry: Registry, release: Profile, name: bytes) -> Match | None:
     """The handler libbpf picks for ``name``: custom, then built-in, then fallback."""
-    return (
-        registry.first_custom(name)
-        or release.builtins.first(name)
-        or registry.fallback
-    )
+    custom = registry.first_custom(name)
+    if custom is not None:
+        return custom
+    builtin = release.builtins.first(name)
+    if release.sloppy_builtin_prefix:  # SEC_SLOPPY_PFX: a prefix match, in table order
+        for sec_def in release.sloppy_builtins:
+            if builtin is not None and sec_def.index >= builtin.index:
+                break
+            if name.startswith(sec_def.sec):
+                builtin = sec_def
+                break
+    return builtin or registry.fallback
 
 
 def prog_type_by_name(registry: Registry, release: Profile, name: Name) -> Answer:

@@ -6,8 +6,8 @@ Follows libbpf.c ``bpf_object__open_mem`` -> ``bpf_object_open`` ->
 ``bpf_program__set_type``, ``bpf_program__set_autoload``, ``bpf_object__load``
 (``bpf_object__load_progs`` -> ``bpf_object_load_prog``),
 ``bpf_program__attach`` and ``bpf_object__close`` of 1.1.2, 1.4.6, 1.5.0 and
-1.7.0; where they differ, a named field of ``Profile`` says how
-(``oracle.model.versions``).
+1.7.0 (and 0.8.3: ``bpf_object__init_user_maps``, ``bpf_object__load_vmlinux_btf``);
+where they differ, a named field of ``Profile`` says how (``oracle.model.versions``).
 
 Spec: "`prog_setup_fn`: [...] called after bpf_program is initialized";
 "`prog_prepare_load_fn`: [...] right before BPF program is loaded";
@@ -19,7 +19,9 @@ not (docs/divergences.md D13, D14; docs/known-bugs.md KB3).
 Rules:
 - Open (``open_object``): an empty buffer is -EINVAL.  Sections are read in
   order; by *name*, before their type: ``license`` (no program), ``version``
-  (a program is never 4 bytes: -LIBBPF_ERRNO__FORMAT), ``maps`` (-ENOTSUP),
+  (a program is never 4 bytes: -LIBBPF_ERRNO__FORMAT), ``maps`` (-ENOTSUP;
+  with ``Profile.legacy_maps_section`` legacy map definitions, read after the
+  scan: ``section_programs``),
   ``.maps`` (needs BTF: once every section is read, -ENOENT, or -EINVAL when
   a ``.BTF`` section holds code, ``bpf_object__init_btf``), ``.BTF``,
   ``.BTF.ext`` (no program, bad BTF is not fatal), ``.debug_*`` and
@@ -41,7 +43,13 @@ Rules:
   no-op and a changed one drops the handler unless it is the fallback.
   ``set_autoload``: -EINVAL once a load was attempted, else 0.
 - Load (``bpf_object_load``): a second attempt is -EINVAL with nothing
-  called; the first marks the object loaded whatever happens.  Programs load
+  called; the first marks the object loaded whatever happens.  Without
+  ``Profile.reads_enum64_btf``, an autoload program of a type that needs
+  vmlinux BTF (``NEEDS_VMLINUX_BTF``) makes it -ESRCH before anything is
+  called (this kernel's BTF has ENUM64 kinds: ``bpf_object__load_vmlinux_btf``);
+  then an object's legacy maps are created (``bpf_object__create_maps``):
+  the first one's type is 0 or no kernel's (``KERNEL_NO_MAP_TYPE_FROM``) ->
+  -EINVAL before any program; any other type is not modelled.  Programs load
   in order, skipping autoload-off ones; per program: type UNSPEC -> -EINVAL
   (before the callback); STRUCT_OPS with no attach BTF id -> -EINVAL (before
   the callback) with ``Profile.struct_ops_rejected_early``; then the handler's
@@ -52,7 +60,9 @@ Rules:
   -EOPNOTSUPP; then, with ``Profile.attach_requires_fd``, a program without
   an fd (not loaded) -> -EINVAL; then the callback: a non-zero return is the
   answer (``libbpf_err_ptr`` then ``libbpf_get_error``), 0 with no link
-  (the harness never makes one) -> -EOPNOTSUPP.
+  (the harness never makes one) -> -EOPNOTSUPP.  Without
+  ``Profile.clean_error_pointers`` (0.8.x), a return above 0 or below
+  -``MAX_ERRNO`` is ``ERR_PTR(ret)``, a bogus link: not modelled.
 - Bindings: a program keeps the handler ``find_sec_def`` gave it at open --
   its callbacks, its cookie, its registration -- whatever happens to the
   registry afterwards (what the spec implies; libbpf keeps a pointer into the
@@ -99,6 +109,7 @@ from oracle.ops import (
 from oracle.tables import SecDef
 
 LIBBPF_ERRNO__FORMAT: Final = 4001
+MAX_ERRNO: Final = 4095  # IS_ERR(): the pointers -4095..-1 are errors
 BPF_PROG_TYPE_UNSPEC: Final = 0
 BPF_PROG_TYPE_STRUCT_OPS: Final = 27
 ENOTSUPP_KERNEL: Final = 524  # the kernel-internal ENOTSUPP, as bpf() returns it
@@ -126,9 +137,17 @@ KERNEL_EAT_DEPENDENT: Final = frozenset({8, 9, 18, 21, 25, 26, 30})
 # (18 CGROUP_SOCK_ADDR, 25 CGROUP_SOCKOPT, 26 TRACING and 30 SK_LOOKUP load RETURN_0
 # only with their own attach types, e.g. BPF_CGROUP_INET4_BIND for 18: found by
 # the lifecycle fuzzer, fuzz/README.md; measured for every attach type 0..58)
-#: built-in sec_def flags whose libbpf_prepare_prog_load work the model covers (none)
+#: ``prog_needs_vmlinux_btf``: STRUCT_OPS, LSM, and TRACING (never with an attach
+#: prog fd here).  This kernel's BTF has ``BTF_KIND_ENUM64`` (Linux 6.0 on), which
+#: ``Profile.reads_enum64_btf`` says whether libbpf can parse.
+NEEDS_VMLINUX_BTF: Final = frozenset({BPF_PROG_TYPE_STRUCT_OPS, 26, 29})
+#: no kernel has this many map types (Linux 6.18 has 34): BPF_MAP_CREATE of type 0
+#: (UNSPEC) or of one from here on is -EINVAL
+KERNEL_NO_MAP_TYPE_FROM: Final = 64
+#: built-in sec_def flags whose libbpf_prepare_prog_load work the model covers (none;
+#: 0.8.x's SEC_SLOPPY_PFX only matters to find_sec_def, SEC_DEPRECATED only warns)
 PLAIN_FLAGS: Final = frozenset({"SEC_NONE", "SEC_ATTACHABLE", "SEC_ATTACHABLE_OPT",
-                                "SEC_EXP_ATTACH_OPT"})
+                                "SEC_EXP_ATTACH_OPT", "SEC_SLOPPY_PFX", "SEC_DEPRECATED"})
 
 
 #: the kernel's license_is_gpl_compatible()
@@ -178,6 +197,8 @@ class ObjectState:
     programs: list[ProgramState]
     license: bytes = b"GPL"  # obj->license, as the kernel gets it
     load_attempted: bool = False
+    #: the type of the first legacy map definition (Profile.legacy_maps_section)
+    first_map_type: int | None = None
 
 
 @dataclass(slots=True)
@@ -214,11 +235,21 @@ def special_section(name: bytes) -> str | None:
             b".maps": ".maps"}.get(name)
 
 
-def section_programs(spec: ObjectSpec) -> tuple[int, list[tuple[bytes, bytes]]]:
+#: sizeof(struct bpf_map_def): a longer legacy definition must be zero past it
+BPF_MAP_DEF_SIZE: Final = 20
+
+
+def section_programs(spec: ObjectSpec, *, legacy_maps: bool = False
+                     ) -> tuple[int, list[tuple[bytes, bytes]]]:
     """``(error, [(section, name), ...])``: every function in program sections, in order.
 
     Follows ``bpf_object__elf_collect``: the first ``version``/``maps``
-    section in section order fails; ``.maps`` fails after the scan.
+    section in section order fails; ``.maps`` fails after the scan.  With
+    ``legacy_maps`` (``Profile.legacy_maps_section``) a ``maps`` section is
+    not refused: ``bpf_object__init_user_maps`` reads its functions as map
+    definitions once the scan is done (one per symbol, the section's size
+    split evenly; -EINVAL when it does not split, a definition runs past the
+    end, or one longer than ``struct bpf_map_def`` is not zero past it).
     """
     groups: dict[bytes, list[bytes]] = {}
     btf_data: bytes | None = None
@@ -232,13 +263,24 @@ def section_programs(spec: ObjectSpec) -> tuple[int, list[tuple[bytes, bytes]]]:
         kind = special_section(section)
         if kind == "version":
             return -LIBBPF_ERRNO__FORMAT, []
-        if kind == "maps":
+        if kind == "maps" and not legacy_maps:
             return -errno.ENOTSUP, []
         needs_btf = needs_btf or kind == ".maps"
         if kind is None:
             functions.extend((section, name) for name in names)
     if needs_btf:
         return btf_error(btf_data), []
+    if legacy_maps and b"maps" in groups:  # bpf_object__init_user_maps (strict)
+        defs = [p.insns for p in spec.programs if p.section == b"maps"]
+        data = b"".join(defs)
+        if len(data) % len(defs):
+            return -errno.EINVAL, []  # "unable to determine legacy map definition size"
+        size, offset = len(data) // len(defs), 0
+        for insns in defs:
+            if offset + size > len(data) or data[offset + BPF_MAP_DEF_SIZE:offset + size].strip(
+                    b"\0"):
+                return -errno.EINVAL, []  # "too small" / "unrecognized, non-zero options"
+            offset += len(insns)
     return 0, functions
 
 
@@ -422,7 +464,8 @@ class Objects:
             spec = op.obj
         else:
             raise BadArgumentError(f"Open needs an ObjectSpec or bytes, not {op.obj!r}")
-        err, functions = section_programs(spec)
+        legacy_maps = self.release.legacy_maps_section
+        err, functions = section_programs(spec, legacy_maps=legacy_maps)
         if err:
             return Answer(err, (None,))
         programs = visible_programs(self.release, functions)
@@ -430,7 +473,10 @@ class Objects:
         err = self.init_progs(programs, calls)
         if err:
             return Answer(err, (None,), tuple(calls.made))
-        self._objects[-1] = ObjectState(programs, object_license(spec))
+        maps = [p.insns for p in spec.programs if p.section == b"maps"] if legacy_maps else []
+        self._objects[-1] = ObjectState(programs, object_license(spec),
+                                        first_map_type=struct.unpack_from("<I", maps[0])[0]
+                                        if maps else None)
         return Answer(0, (len(programs),), tuple(calls.made))
 
     def init_progs(self, programs: list[ProgramState], calls: Calls) -> int:
@@ -475,6 +521,13 @@ class Objects:
         if obj.load_attempted:
             return Answer(-errno.EINVAL)
         obj.load_attempted = True
+        if not self.release.reads_enum64_btf and any(
+                p.autoload and p.prog_type in NEEDS_VMLINUX_BTF for p in obj.programs):
+            return Answer(-errno.ESRCH)  # btf__load_vmlinux_btf: "failed to find valid kernel BTF"
+        if obj.first_map_type is not None:  # bpf_object__create_maps, in symbol order
+            if obj.first_map_type and obj.first_map_type < KERNEL_NO_MAP_TYPE_FROM:
+                raise NotModelledError("creating a legacy map of a kernel map type is not modelled")
+            return Answer(-errno.EINVAL)  # BPF_MAP_CREATE of no map type
         calls = Calls()
         for prog in obj.programs:
             if not prog.autoload:
@@ -521,6 +574,8 @@ class Objects:
             return Answer(-errno.EINVAL)  # "can't attach BPF program without FD"
         calls = Calls()
         ret = calls.call("prog_attach_fn", binding, prog, binding.opts.prog_attach_fn.ret)
+        if not self.release.clean_error_pointers and not -MAX_ERRNO <= ret <= 0:
+            raise NotModelledError(f"0.x's ERR_PTR({ret}) is a bogus link, not an error")
         return Answer(ret if ret else -errno.EOPNOTSUPP, (), tuple(calls.made))
 
 

@@ -106,11 +106,35 @@ BEHAVIOURS: Final[tuple[Behaviour, ...]] = (
               "e5146eff759a8bdce65c4391e6ba321d3dec0107",
               "libbpf: improve early detection of doomed-to-fail BPF program loading",
               backports=("1.4.2",)),
+    Behaviour("sloppy_builtin_prefix", "find_sec_def", FIRST_RELEASE, True, "",
+              "a plain built-in flagged SEC_SLOPPY_PFX also matches every name it is a prefix"
+              " of (sec_def_matches' allow_sloppy; LIBBPF_STRICT_SEC_NAME is off)"),
+    Behaviour("sloppy_builtin_prefix", "find_sec_def", "1.0.0", False,
+              "fcd1b668c6d29a6cb0d7126883a07f5eec6aadde",
+              "libbpf: clean up SEC() handling"),
+    Behaviour("legacy_maps_section", "bpf_object__elf_collect", FIRST_RELEASE, True, "",
+              "a 'maps' section is read as legacy map definitions (bpf_object__init_user_maps;"
+              " LIBBPF_STRICT_MAP_DEFINITIONS is off)"),
+    Behaviour("legacy_maps_section", "bpf_object__elf_collect", "1.0.0", False,
+              "41c612167e2b644e22e1accb14bbf6c139823ad3",
+              "libbpf: Reject legacy 'maps' ELF section"),
+    Behaviour("clean_error_pointers", "bpf_program__attach", FIRST_RELEASE, False, "",
+              "libbpf_err_ptr returns ERR_PTR(err) (LIBBPF_STRICT_CLEAN_PTRS is off): a"
+              " prog_attach_fn return past the errno range is a pointer, not an error"),
+    Behaviour("clean_error_pointers", "bpf_program__attach", "1.0.0", True,
+              "62e8af46d2c269300f1e9e019ef717b283bd808a",
+              "libbpf: enforce strict libbpf 1.0 behaviors"),
+    Behaviour("reads_enum64_btf", "bpf_object__load_vmlinux_btf", FIRST_RELEASE, False, "",
+              "btf__load_vmlinux_btf cannot parse BTF_KIND_ENUM64, so a kernel whose BTF"
+              " has it gives -ESRCH to every load that needs vmlinux BTF"),
+    Behaviour("reads_enum64_btf", "bpf_object__load_vmlinux_btf", "1.0.0", True,
+              "c3f8eecb16ad02ebb3a41a31349f1b851cebe46b",
+              "libbpf: Add enum64 parsing and new enum64 public API"),
 )
 
 #: releases whose answers were recorded from a real build (corpus/traces/<release>/)
-VERIFIED: Final[tuple[str, ...]] = ("1.0.3", "1.1.2", "1.2.3", "1.3.4", "1.4.6", "1.4.7",
-                                    "1.5.0", "1.5.1", "1.6.3", "1.7.0")
+VERIFIED: Final[tuple[str, ...]] = ("0.8.3", "1.0.3", "1.1.2", "1.2.3", "1.3.4", "1.4.6",
+                                    "1.4.7", "1.5.0", "1.5.1", "1.6.3", "1.7.0")
 
 
 @dataclass(frozen=True)
@@ -143,6 +167,25 @@ class Profile:
     #: is -EINVAL before ``prog_prepare_load_fn``.  Before, the callback is
     #: called and the kernel decides.
     struct_ops_rejected_early: bool = True
+    #: ``find_sec_def`` -> ``sec_def_matches(..., allow_sloppy)``: a plain-form
+    #: built-in whose flags hold ``SEC_SLOPPY_PFX`` also matches every name
+    #: that starts with it (``"socketx"`` is ``socket``); custom handlers never.
+    sloppy_builtin_prefix: bool = False
+    #: ``bpf_object__elf_collect``: a ``maps`` section holds legacy map
+    #: definitions, read by ``bpf_object__init_user_maps`` after the scan; later
+    #: it is -ENOTSUP in the scan.
+    legacy_maps_section: bool = False
+    #: ``bpf_object__load_vmlinux_btf``: libbpf parses the kernel's BTF, whose
+    #: ``BTF_KIND_ENUM64`` types (Linux 6.0 on) it did not know before; then
+    #: ``btf__load_vmlinux_btf`` is -ESRCH for every load that needs vmlinux BTF.
+    reads_enum64_btf: bool = True
+    #: ``bpf_program__attach`` -> ``libbpf_err_ptr(err)``: NULL with errno set.
+    #: Before, ``ERR_PTR(err)``: a ``prog_attach_fn`` return above 0 or below
+    #: -4095 (``MAX_ERRNO``) comes back as a "link" ``libbpf_get_error`` calls
+    #: 0, which no caller can tell from a real one (destroying it crashes).
+    clean_error_pointers: bool = True
+    #: the built-ins ``sloppy_builtin_prefix`` applies to, in table order
+    sloppy_builtins: tuple[SecDef, ...] = field(default=(), repr=False, compare=False)
 
     # -- known-bug fixes (oracle.campaign.known: a bug's ``fix`` names these) ----
     #: ``libbpf_register_prog_handler`` rejects ``sec == ""`` with -EINVAL
@@ -195,8 +238,15 @@ def profile_for(table: Table) -> Profile:
         sec_attachable=table.sec_def_flags["SEC_ATTACHABLE"],
         builtins=FirstMatchIndex.of(((d.sec, d) for d in table.section_defs), memo=True),
         status=status(table.version),
+        sloppy_builtins=sloppy_builtins(table),
         **behaviour_values(table.version),
     )
+
+
+def sloppy_builtins(table: Table) -> tuple[SecDef, ...]:
+    """The plain-form built-ins flagged ``SEC_SLOPPY_PFX`` (only 0.x tables have any)."""
+    return tuple(d for d in table.section_defs if "SEC_SLOPPY_PFX" in d.flags
+                 and not d.sec.endswith((b"/", b"+")))
 
 
 @functools.cache

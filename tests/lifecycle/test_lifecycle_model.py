@@ -12,7 +12,7 @@ from typing import Final
 import pytest
 
 from oracle import Oracle
-from oracle.bpfelf import ObjectSpec, Program, build_object
+from oracle.bpfelf import RETURN_0, ObjectSpec, Program, build_object
 from oracle.errors import BadArgumentError, LibbpfError
 from oracle.libbpf.lifecycle import bpf_permitted
 from oracle.libbpf.targets import resolve
@@ -208,6 +208,67 @@ def test_struct_ops_rejected_early_from_1_4(version: str) -> None:
     else:  # the kernel: -ENOTSUPP with a GPL license, -EINVAL without
         assert answers[2] == Answer(-524, (), (cb("prog_prepare_load_fn", 0, b"prog0", b"s"),))
     assert no_license[2] == Answer(-errno.EINVAL)
+
+
+# -- 0.8.x: legacy maps, vmlinux BTF with ENUM64 (versions.BEHAVIOURS) -------------------
+
+
+def maps_obj(*insns: bytes, other: bytes = b"socket") -> Open:
+    return Open(ObjectSpec((Program(other), *(Program(b"maps", insns=i) for i in insns)),
+                           b"GPL"))
+
+
+def test_legacy_maps_section_opens_before_1_0() -> None:
+    assert run("0.8.3", [obj(b"maps", b"maps")])[0] == Answer(0, (0,))
+    assert run("1.0.3", [obj(b"maps", b"maps")])[0] == Answer(-errno.ENOTSUP, (None,))
+    # read after the scan: .maps' missing BTF comes first, setup calls after
+    assert run("0.8.3", [obj(b"maps", b".maps")])[0] == Answer(-errno.ENOENT, (None,))
+    setup = HandlerOpts(prog_setup_fn=Callback(-1))
+    assert run("0.8.3", [Register(None, 1, 0, setup), obj(b"x", b"maps")])[1] == Answer(
+        -errno.EPERM, (None,), (cb("prog_setup_fn", 0, b"prog0", b"x", 0, -1),))
+
+
+def test_legacy_map_definitions_must_split_evenly_and_be_zero_past_bpf_map_def() -> None:
+    zero24 = bytes(24)
+    assert run("0.8.3", [maps_obj(zero24, zero24)])[0] == Answer(0, (1,))
+    assert run("0.8.3", [maps_obj(RETURN_0 * 2, RETURN_0 * 2)])[0] == Answer(-errno.EINVAL,
+                                                                            (None,))
+    # 40 bytes for two symbols: 20 each, but the second starts at 24 and runs past the end
+    assert run("0.8.3", [maps_obj(bytes(24), bytes(16))])[0] == Answer(-errno.EINVAL, (None,))
+    assert run("0.8.3", [maps_obj(bytes(16), bytes(24))])[0] == Answer(0, (1,))
+    # 3 symbols in 40 bytes do not split evenly
+    assert run("0.8.3", [maps_obj(bytes(8), bytes(16), bytes(16))])[0] == Answer(-errno.EINVAL,
+                                                                                (None,))
+
+
+def test_loading_legacy_maps_creates_the_first_one() -> None:
+    # RETURN_0 as a bpf_map_def: type 0xb7, no kernel's; type 0: BPF_MAP_TYPE_UNSPEC
+    assert run("0.8.3", [maps_obj(RETURN_0), Load(OBJ)])[1] == Answer(-errno.EINVAL)
+    assert run("0.8.3", [maps_obj(bytes(16)), Load(OBJ)])[1] == Answer(-errno.EINVAL)
+    with pytest.raises(NotModelledError):  # BPF_MAP_TYPE_HASH: the kernel creates it
+        run("0.8.3", [maps_obj(b"\x01" + bytes(15)), Load(OBJ)])
+
+
+@pytest.mark.parametrize("prog_type", [STRUCT_OPS, 26, 29])  # struct_ops, tracing, lsm
+def test_vmlinux_btf_with_enum64_fails_0_8_loads(prog_type: int) -> None:
+    ops: list[Op] = [Register(b"s", SOCKET_FILTER, 0, ALL), obj(b"s", b"s"),
+                     SetType(OBJ, 1, prog_type), Load(OBJ)]
+    assert run("0.8.3", ops)[3] == Answer(-errno.ESRCH)  # before any callback
+    off = run("0.8.3", [*ops[:3], SetAutoload(OBJ, 1, False), Load(OBJ)])
+    assert off[4] == Answer(0, (), (cb("prog_prepare_load_fn", 0, b"prog0", b"s"),))
+    assert profile("1.0.3").reads_enum64_btf and not profile("0.8.3").reads_enum64_btf
+
+
+@pytest.mark.parametrize("ret", [1, -4096])
+def test_0_8_attach_returns_past_the_errno_range_are_pointers(ret: int) -> None:
+    opts = HandlerOpts(prog_attach_fn=Callback(ret))
+    ops: list[Op] = [Register(b"a", SOCKET_FILTER, 0, opts), obj(b"a"), Attach(OBJ, 0)]
+    assert run("1.0.3", ops)[2] == Answer(ret, (), (cb("prog_attach_fn", 0, b"prog0", b"a", 0,
+                                                       ret),))
+    with pytest.raises(NotModelledError):  # ERR_PTR(ret): a "link" libbpf_get_error calls 0
+        run("0.8.3", ops)
+    ops[0] = Register(b"a", SOCKET_FILTER, 0, HandlerOpts(prog_attach_fn=Callback(-4095)))
+    assert run("0.8.3", ops)[2].rc == -4095
 
 
 def test_kernel_model() -> None:

@@ -24,8 +24,24 @@ def test_builtins(o: Oracle) -> None:
     assert o.prog_type_by_name("kprobe/do_sys_open") == (0, KPROBE, 0)
     assert o.prog_type_by_name("kprobe") == (0, KPROBE, 0)
     assert o.prog_type_by_name("socket") == (0, SOCKET, 0)
-    assert o.prog_type_by_name("socket/x")[0] == -errno.ESRCH  # plain built-in
+    if o.release.sloppy_builtin_prefix:  # 0.8.x: SEC_SLOPPY_PFX built-ins match prefixes
+        assert o.prog_type_by_name("socket/x") == (0, SOCKET, 0)
+        assert o.prog_type_by_name("socketx") == (0, SOCKET, 0)
+    else:
+        assert o.prog_type_by_name("socket/x")[0] == -errno.ESRCH  # plain built-in
     assert o.attach_type_by_name("cgroup/connect4") == (0, CONNECT4)
+
+
+def test_sloppy_prefix_keeps_table_order() -> None:
+    o = Oracle("0.8.3")
+    # "cgroup/sock" is SEC_SLOPPY_PFX, but "cgroup/sock_create" comes first in the table
+    assert o.prog_type_by_name("cgroup/sock_createx") == o.prog_type_by_name("cgroup/sock_create")
+    assert o.attach_type_by_name("sk_lookup.") == o.attach_type_by_name("sk_lookup")
+    assert o.prog_type_by_name("kprobex")[0] == -errno.ESRCH  # "kprobe+" is not sloppy
+    o.register_prog_handler("socket", 99, 0)  # custom handlers are never sloppy
+    assert o.prog_type_by_name("socketx") == (0, SOCKET, 0)
+    assert o.prog_type_by_name("socket") == (0, 99, 0)
+    assert Oracle("1.0.3").prog_type_by_name("socketx")[0] == -errno.ESRCH
 
 
 def test_null_name_is_einval(o: Oracle) -> None:
