@@ -42,6 +42,12 @@ def children(pid: int) -> list[int]:
     return found
 
 
+def is_worker(pid: int) -> bool:
+    with contextlib.suppress(OSError):
+        return b"oracle.libbpf.child" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    return False
+
+
 def marked(token: str) -> list[int]:
     """Live processes whose environment carries this run's mark."""
     needle = f"{MARK}={token}".encode()
@@ -99,8 +105,9 @@ class Run:
         return found
 
     def copies(self) -> list[int]:
-        """The libbpf workers' forked copies (grandchildren: parent, worker, copy)."""
-        return [g for c in children(self.proc.pid) for g in children(c)]
+        """The libbpf workers' forked copies (grandchildren: parent, worker, copy; not a
+        compiler's children, say)."""
+        return [g for c in children(self.proc.pid) if is_worker(c) for g in children(c)]
 
     def wait(self, timeout: float = 60.0) -> int:
         return self.proc.wait(timeout)
