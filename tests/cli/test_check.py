@@ -29,7 +29,8 @@ def test_conforming_release_exits_0_with_report_and_junit(tmp_path: Path) -> Non
     assert data["format"] == "libbpf-sec-oracle/report"
     assert data["libbpf"]["version"] == "1.7.0" and data["libbpf"]["so_sha256"]
     assert data["cases"] == 400 and data["ops"] > data["cases"]
-    assert data["findings"] == [] and data["exit_status"] == 0
+    assert data["exit_status"] == 0
+    assert {f["known"] for f in data["findings"]} <= {"KB3"}  # 1.7.0 has KB3: fresh cases
     suite = ElementTree.parse(junit).getroot()
     assert suite.tag == "testsuite" and suite.get("failures") == "0"
 
@@ -41,7 +42,7 @@ def test_jobs_run_independent_campaigns_and_merge(tmp_path: Path) -> None:
                  "--findings", str(tmp_path / "f"), "--report", str(report)])
     data = json.loads(report.read_text())
     assert code == 0 and data["jobs"] == 2
-    assert data["cases"] == 600 and data["findings"] == []
+    assert data["cases"] == 600 and {f["known"] for f in data["findings"]} <= {"KB3"}
 
 
 @pytest.mark.parametrize(("cases", "jobs"), [(1, 1), (10, 1), (300, 1), (7, 2)])

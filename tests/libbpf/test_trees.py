@@ -212,7 +212,8 @@ def test_next_release_tree_conforms(pristine: Path, tmp_path: Path) -> None:
     assert isinstance(libbpf, dict)
     assert libbpf["version"] == "1.8.0" and libbpf["profile"] == "inferred from 1.7.0"
     assert libbpf["source_sha256"] == sourcetree.source_hash(tree)
-    assert data["exit_status"] == 0 and data["findings"] == [], data["findings"]
+    assert data["exit_status"] == 0  # 1.7.0's KB3 stays in the tree: known, fresh cases
+    assert {f["known"] for f in data["findings"]} <= {"KB3"}, data["findings"]
 
 
 def test_kb1_fix_conforms_and_is_reported_fixed(pristine: Path, tmp_path: Path) -> None:
