@@ -24,11 +24,21 @@ Rules:
 - A stop request (SIGINT/SIGTERM: ``oracle.stop``) is passed to libFuzzer as
   SIGINT (it exits cleanly); what it saved is still triaged and the report
   says ``interrupted``.
+- Bad input is one line, exit 2, before libFuzzer starts (``check_target``,
+  ``check_corpus``): a target that is not a fuzz build (plain, asan, cov: no
+  SanitizerCoverage counters; it names the ``+fuzz`` target to build) unless
+  ``--python-only`` (the harness then atheris-instruments our Python modules:
+  Python coverage only); a corpus directory that cannot be read; a corpus
+  file that does not decode (``fuzz.decode``) to at least one op the harness
+  would run (``fuzz.checks.admissible`` for this target and ``--allow-known``)
+  -- except files libFuzzer wrote itself (named by the SHA-1 of their bytes),
+  which it kept for their coverage.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import re
 import shutil
@@ -41,6 +51,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
+from fuzz import checks
 from oracle import stop
 from oracle.argtypes import positive_float, positive_int
 from oracle.campaign.check import CheckConfig, JobStats, exit_status, prepare
@@ -101,9 +112,52 @@ def seed_corpus(corpus: Path) -> int:
     return added
 
 
+def not_fuzz_build(label: str, variant: str, build_hint: str) -> OracleError:
+    article = "an" if variant[0] in "aeiou" else "a"
+    return OracleError(f"libbpf {label} is {article} {variant} build: fuzz needs VERSION+fuzz or"
+                       f" DIR+fuzz (sec-oracle libbpf build {build_hint}), or --python-only"
+                       " for Python coverage only")
+
+
+def check_target(spec: str, python_only: bool) -> None:
+    """Refuse a release or tree target that is not a fuzz build, before it is built."""
+    from oracle.libbpf.targets import parse_target
+
+    kind, version, variant, path = parse_target(spec)  # a bad spelling: prepare says it
+    if python_only or variant == "fuzz" or kind not in ("release", "tree"):
+        return
+    stem = version if kind == "release" else str(path)
+    raise not_fuzz_build(spec, variant, f"{stem}+fuzz")
+
+
+def check_corpus(corpus: Path, lifecycle: bool, policy: checks.Policy) -> None:
+    """Every file of an existing corpus is input the harness runs (module rules)."""
+    from fuzz.decode import decode
+
+    if not corpus.exists():
+        return
+    try:
+        files = sorted(p for p in corpus.rglob("*") if not p.is_dir())
+        for file in files:
+            data = file.read_bytes()
+            if file.name == hashlib.sha1(data).hexdigest():
+                continue  # libFuzzer's own
+            try:
+                ops = checks.admissible(decode(data, lifecycle=lifecycle), policy)
+            except Exception as exc:  # any failure is bad input
+                raise OracleError(f"corpus file {file} does not decode: {exc!r}") from None
+            if not ops:
+                raise OracleError(f"corpus file {file} is not fuzz input: it decodes to no op"
+                                  " the harness would run (fuzz.decode, fuzz.checks.admissible)")
+    except OSError as exc:
+        raise OracleError(f"cannot read the fuzz corpus {corpus}:"
+                          f" {exc.strerror or exc}") from None
+
+
 def libfuzzer_argv(args: argparse.Namespace, extra: Sequence[str]) -> list[str]:
     return [sys.executable, str(HARNESS_SCRIPT), f"--libbpf={args.libbpf}",
             *HARNESSES[args.harness], *["--allow-known"] * args.allow_known,
+            *["--instrument=yes"] * args.python_only,
             f"-dict={DICTIONARY}",
             f"-max_total_time={int(args.time)}", f"-fork={args.jobs}", "-ignore_crashes=1",
             "-ignore_timeouts=1", "-ignore_ooms=1",
@@ -146,7 +200,14 @@ def run(args: argparse.Namespace) -> int:
     extra = [a for a in args.libfuzzer if a != "--"]
     config = CheckConfig(libbpf=args.libbpf, seconds=args.time, jobs=args.jobs,
                          findings=args.findings)
+    check_target(args.libbpf, args.python_only)
     env = prepare(config)  # bad target: one line, exit 2, before anything runs
+    if env.target.variant != "fuzz" and not args.python_only:
+        raise not_fuzz_build(args.libbpf if env.target.kind == "path" else
+                             f"{args.libbpf} ({env.version})", env.target.variant,
+                             f"{env.version}+fuzz")
+    check_corpus(args.corpus, args.harness == "lifecycle",
+                 checks.policy(env.version, env.target.variant, allow_known=args.allow_known))
     try:
         args.artifacts.mkdir(parents=True, exist_ok=True)
         added = seed_corpus(args.corpus)
@@ -209,8 +270,10 @@ def register(sub: Any) -> None:
     parser = sub.add_parser("fuzz", help="a libFuzzer run of one harness, triaged like check")
     parser.add_argument("harness", choices=sorted(HARNESSES), metavar="HARNESS",
                         help=f"one of {', '.join(sorted(HARNESSES))}")
-    parser.add_argument("--libbpf", default="system", metavar="TARGET",
-                        help="as for check; VERSION+fuzz or DIR+fuzz give native coverage")
+    parser.add_argument("--libbpf", default="1.7.0+fuzz", metavar="TARGET",
+                        help="a fuzz build: VERSION+fuzz or DIR+fuzz (default 1.7.0+fuzz)")
+    parser.add_argument("--python-only", action="store_true",
+                        help="allow a target that is not a fuzz build (Python coverage only)")
     parser.add_argument("--time", type=positive_float, default=60.0, metavar="S")
     parser.add_argument("--jobs", type=positive_int, default=1, metavar="N",
                         help="libFuzzer -fork=N")

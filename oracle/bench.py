@@ -16,6 +16,11 @@ Rules:
 - ``replay``: ops/s of ``sec-oracle replay`` on the oracle, for a lookup-heavy
   trace and a lifecycle-heavy one (``oracle.replay.bench_replay``); its target
   is absolute, so this one reports rates, not a ratio.
+- ``fuzz``: per harness, exec/s under libFuzzer (``sec-oracle fuzz``), inputs/s
+  of the same harness without libFuzzer (``--replay`` of the seeds) and the C
+  libFuzzer harness's exec/s (``fuzz.bench``); ``--libbpf`` defaults to
+  ``1.7.0+fuzz`` here, ``--time`` is each libFuzzer run's.  Not part of ``all``
+  (it takes ``3 x --time`` seconds and needs a fuzz build).
 """
 
 from __future__ import annotations
@@ -116,16 +121,24 @@ def _run(args: argparse.Namespace) -> int:
     results: list[dict[str, Any]] = []
     if args.what in ("matcher", "all"):
         results.append(bench_matcher(args.version, args.names, rounds=args.rounds))
+    libbpf = args.libbpf or ("1.7.0+fuzz" if args.what == "fuzz" else "system")
+    if args.what == "fuzz":
+        from fuzz.bench import bench_fuzz
+        from fuzz.bench import describe as describe_fuzz
+
+        results.append(bench_fuzz(libbpf, int(args.time), args.repeat))
+        if not args.json:
+            print(describe_fuzz(results[-1]))
     if args.what in ("worker", "all"):
         from oracle.libbpf.bench import bench_worker
         from oracle.libbpf.targets import resolve
 
-        results.append(bench_worker(resolve(args.libbpf), args.ops, args.batch))
+        results.append(bench_worker(resolve(libbpf), args.ops, args.batch))
     if args.what in ("campaign", "all"):
         from oracle.campaign.bench import bench_campaign, describe
         from oracle.campaign.check import CheckConfig, prepare
 
-        env = prepare(CheckConfig(libbpf=args.libbpf))
+        env = prepare(CheckConfig(libbpf=libbpf))
         results.append(bench_campaign(env, args.cases, rounds=args.rounds))
         if not args.json:
             print(describe(results[-1]))
@@ -150,14 +163,19 @@ def _run(args: argparse.Namespace) -> int:
 def register(sub: Any) -> None:
     parser = sub.add_parser("bench", help="throughput figures, measured side by side in one run")
     parser.add_argument("what", nargs="?", default="matcher",
-                        choices=["matcher", "worker", "campaign", "replay", "all"])
+                        choices=["matcher", "worker", "campaign", "replay", "fuzz", "all"])
     parser.add_argument("--version", default="1.7.0", help="oracle release (matcher, replay)")
     parser.add_argument("--names", type=positive_int, default=20_000, help="lookups per round")
     parser.add_argument("--rounds", type=positive_int, default=5)
-    parser.add_argument("--libbpf", default="system", help="target for the worker bench")
+    parser.add_argument("--libbpf", default=None,
+                        help="target (default: system; 1.7.0+fuzz for fuzz)")
     parser.add_argument("--ops", type=positive_int, default=50_000)
     parser.add_argument("--batch", type=positive_int, default=256)
     parser.add_argument("--cases", type=positive_int, default=3000, help="cases for campaign")
+    parser.add_argument("--time", type=positive_int, default=10, metavar="S",
+                        help="fuzz: seconds of each libFuzzer run")
+    parser.add_argument("--repeat", type=positive_int, default=20, metavar="N",
+                        help="fuzz: replays of the seeds without libFuzzer")
     parser.add_argument("--json", action="store_true", help="one line of JSON per result")
     parser.set_defaults(handler=_run)
 
