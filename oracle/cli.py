@@ -29,6 +29,7 @@ GROUPS: Final = (
     "oracle.bench",
     "fuzz.cli",
     "oracle.coverage",
+    "oracle.corpus_add",
 )
 
 
