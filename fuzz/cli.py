@@ -10,9 +10,11 @@ Rules:
   ``fuzz/harness_registry.py`` run as a script (libFuzzer relaunches it
   through ``argv[0]`` for ``-fork``).
 - The working corpus (``--corpus``, default ``fuzz-corpus/HARNESS``) lives
-  outside git; the committed seeds (``corpus/fuzz/registry/``) and dictionary
-  are added to it at the start (existing files are never touched).  Crash
-  artifacts go to ``--artifacts`` (default ``fuzz-artifacts/HARNESS``).
+  outside git; the committed seeds (``corpus/fuzz/registry/``), the
+  harness's regression seeds (``corpus/fuzz-regressions/HARNESS/``, written by
+  ``sec-oracle corpus add``) and dictionary are added to it at the start
+  (existing files are never touched).  Crash artifacts go to ``--artifacts``
+  (default ``fuzz-artifacts/HARNESS``).
 - libFuzzer always runs in fork mode (``-fork=JOBS``, crashes, timeouts and
   OOMs ignored), so one crash does not end a CI job's fuzzing: every
   artifact of the run is triaged afterwards (``fuzz.triage``: re-run on the
@@ -58,13 +60,14 @@ from oracle.campaign.check import CheckConfig, JobStats, exit_status, prepare
 from oracle.campaign.cli import Console, check_report_paths, write_reports
 from oracle.campaign.report import report_data
 from oracle.errors import OracleError
+from oracle.shipped import FUZZ_SEEDS, REGRESSION_SEEDS
 
 ROOT: Final = Path(__file__).resolve().parents[1]
 HARNESS_SCRIPT: Final = Path(__file__).resolve().with_name("harness_registry.py")
 #: harness name -> the harness's own flags
 HARNESSES: Final = {"registry": (), "lifecycle": ("--lifecycle",)}
-SEEDS: Final = ROOT / "corpus" / "fuzz" / "registry"
-DICTIONARY: Final = ROOT / "corpus" / "fuzz" / "registry.dict"
+SEEDS: Final = FUZZ_SEEDS / "registry"
+DICTIONARY: Final = FUZZ_SEEDS / "registry.dict"
 ARTIFACT_PREFIXES: Final = ("crash-", "timeout-", "oom-", "leak-", "slow-unit-")
 #: a libFuzzer status line, plain (``#1024\tNEW cov: ...``) or fork mode (``#1306: cov: ...``)
 STATUS: Final = re.compile(
@@ -100,11 +103,14 @@ class FuzzProgress:
                 f" {self.rate} exec/s")
 
 
-def seed_corpus(corpus: Path) -> int:
-    """Add the committed seeds to the working corpus (never overwriting a file)."""
+def seed_corpus(corpus: Path, harness: str = "registry") -> int:
+    """Add the committed seeds, and the harness's regression seeds, to the working corpus
+    (never overwriting a file)."""
     corpus.mkdir(parents=True, exist_ok=True)
     added = 0
-    for seed in sorted(SEEDS.iterdir()):
+    regressions = REGRESSION_SEEDS / harness
+    extra = sorted(regressions.iterdir()) if regressions.is_dir() else []
+    for seed in [*sorted(SEEDS.iterdir()), *extra]:
         target = corpus / seed.name
         if not target.exists():
             shutil.copyfile(seed, target)
@@ -210,7 +216,7 @@ def run(args: argparse.Namespace) -> int:
                  checks.policy(env.version, env.target.variant, allow_known=args.allow_known))
     try:
         args.artifacts.mkdir(parents=True, exist_ok=True)
-        added = seed_corpus(args.corpus)
+        added = seed_corpus(args.corpus, args.harness)
     except OSError as exc:
         raise OracleError(f"cannot set up the fuzz corpus: {exc}") from None
     before = set(artifacts_of(args.artifacts))

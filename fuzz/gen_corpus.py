@@ -12,6 +12,9 @@
   which the decoder rules out.
 - ``corpus/fuzz/registry.dict``: libFuzzer dictionary of the built-in stems
   and patterns of every known release and the decoder's suffixes.
+- Not written here, and not checked by ``--check``: the seeds of regression
+  cases, ``corpus/fuzz-regressions/<harness>/<slug>`` (``sec-oracle corpus
+  add``, from confirmed findings; ``oracle.shipped.REGRESSION_SEEDS``).
 """
 
 from __future__ import annotations
@@ -25,11 +28,11 @@ from fuzz.decode import SUFFIXES, encode_seed, patterns, stems
 from oracle.campaign.generate import CaseGenerator
 from oracle.model.versions import profile
 from oracle.ops import AttachTypeByName, Op, ProgTypeByName, Register, Unregister
+from oracle.shipped import FUZZ_SEEDS
 
 REGISTRY_OPS: Final = (Register, Unregister, ProgTypeByName, AttachTypeByName)
 
-ROOT: Final = Path(__file__).resolve().parents[1]
-CORPUS: Final = ROOT / "corpus" / "fuzz"
+CORPUS: Final = FUZZ_SEEDS
 GENERATED: Final = 24
 
 

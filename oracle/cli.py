@@ -30,6 +30,7 @@ GROUPS: Final = (
     "fuzz.cli",
     "oracle.coverage",
     "oracle.campaign.github",
+    "oracle.corpus_add",
 )
 
 

@@ -4,7 +4,10 @@
   run against (``system``, ``1.7.0``, ``1.7.0+asan``, a path to a .so, ...).
   Default: ``system`` and ``1.7.0``.  ``pytest --libbpf PATH`` is the entry
   point for a libbpf developer: the conformance corpus and a short campaign
-  against their build (tests/differential/test_conformance.py).
+  against their build (tests/differential/test_conformance.py).  The option
+  comes from the package's pytest plugin (``oracle.pytest_plugin``, a
+  ``pytest11`` entry point when installed); ``pytest_plugins`` loads it here
+  too, a no-op when the entry point already did.
 - Hypothesis profiles: ``ci`` (used when CI is set: derandomised, no example
   database, more examples) and ``dev`` (the default).  Registering our own
   ``ci`` keeps Hypothesis from silently loading its built-in one.
@@ -29,20 +32,7 @@ settings.register_profile(
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "dev"))
 
-DEFAULT_TARGETS = ("system", "1.7.0")
-
-
-def pytest_addoption(parser: pytest.Parser) -> None:
-    parser.addoption(
-        "--libbpf", action="append", default=None, metavar="TARGET",
-        help="libbpf target for the differential tests (repeatable; default: system, 1.7.0)",
-    )
-
-
-def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    if "libbpf_target" in metafunc.fixturenames:
-        targets = metafunc.config.getoption("--libbpf") or list(DEFAULT_TARGETS)
-        metafunc.parametrize("libbpf_target", targets, scope="session")
+pytest_plugins = ["oracle.pytest_plugin"]
 
 
 def skip_reason(report: pytest.TestReport | pytest.CollectReport) -> str:

@@ -1,7 +1,9 @@
 """Real libbpf targets and source trees for tests: had, or the test skipped with the reason.
 
 - Targets come from ``oracle.libbpf.targets.resolve`` (releases built into the
-  cache on first use; ``scripts/test`` prebuilds the ones the suite needs).
+  cache on first use; ``scripts/test`` prebuilds the ones the suite needs);
+  ``target_or_skip`` and ``version_or_skip`` are the package's pytest plugin's
+  (``oracle.pytest_plugin``), re-exported here.
 - The tree behind a shipped table comes from the cache as well: Debian's
   releases from ``debsrc.source_tree`` (``apt-get source``, on first use).
   An upstream-only table records the commit it was generated from; its tree
@@ -21,26 +23,13 @@ import pytest
 
 from oracle.errors import LibbpfError
 from oracle.libbpf import debsrc
-from oracle.libbpf.targets import Target, probe, require_table, resolve
+from oracle.pytest_plugin import target_or_skip, version_or_skip
 from oracle.tables import table_json
 
 UPSTREAM_TREES: Final = "SEC_ORACLE_UPSTREAM_TREES"
 
-
-def target_or_skip(spec: str, *, build: bool = True) -> Target:
-    """``resolve(spec)``; a target that cannot be had skips the test, saying why."""
-    try:
-        return resolve(spec, build=build)
-    except LibbpfError as exc:
-        pytest.skip(f"libbpf {spec} unavailable: {exc}")
-
-
-def version_or_skip(spec: str) -> str:
-    """The oracle release the target ``spec`` selects (skip if it cannot be had)."""
-    try:
-        return require_table(probe(target_or_skip(spec)))
-    except LibbpfError as exc:
-        pytest.skip(f"libbpf {spec} unusable: {exc}")
+__all__ = ["UPSTREAM_TREES", "table_tree_or_skip", "target_or_skip", "upstream_commit",
+           "version_or_skip"]
 
 
 def upstream_commit(version: str) -> str | None:

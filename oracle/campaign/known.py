@@ -31,8 +31,9 @@ from oracle.errors import OracleError
 from oracle.model.oracle import Oracle
 from oracle.model.versions import since
 from oracle.ops import Close, Op, Open, Register, Unregister
+from oracle.shipped import CORPUS
 
-KNOWN_FILE: Final = Path(__file__).resolve().parents[2] / "corpus" / "known-findings.json"
+KNOWN_FILE: Final = CORPUS / "known-findings.json"
 
 
 def registers_empty_sec(ops: Sequence[Op]) -> bool:

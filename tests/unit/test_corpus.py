@@ -3,7 +3,10 @@
 Every trace under corpus/traces/<version>/ holds real libbpf answers; the
 oracle of that release must give the same ones, and the corpus of each
 release must drive the model through every one of its rules (every function
-of the model modules runs at least once).
+of the model modules runs at least once).  Every regression case under
+corpus/traces/regressions/ (``sec-oracle corpus add``: a confirmed finding's
+ops with the model's answers, what a fixed libbpf gives) must conform on the
+oracle of its header's release too.
 """
 
 from __future__ import annotations
@@ -18,9 +21,11 @@ from oracle.model.matching import match_keys
 from oracle.model.versions import VERIFIED, profile, profile_for
 from oracle.replay import replay
 from oracle.tables import known_versions
+from oracle.traces import read_header
 
 ROOT = Path(__file__).resolve().parents[2]
 CORPUS = ROOT / "corpus" / "traces"
+REGRESSIONS = CORPUS / "regressions"
 MODEL = ROOT / "oracle" / "model"
 #: model code that op replay does not drive: the facade's str/bytes conversions
 #: and raw-bytes opts parsing (tests/unit cover them), and the reference scan.
@@ -48,6 +53,21 @@ def test_corpus_conforms_on_the_oracle(version: str) -> None:
     result = replay(paths)
     bad = [t for t in result.traces if t.status != "conforms"]
     assert not bad, [(t.path, t.error or t.divergences[:1]) for t in bad]
+
+
+def regression_cases() -> list[Path]:
+    return sorted(REGRESSIONS.glob("*.jsonl"))
+
+
+def test_regression_cases_are_shipped() -> None:
+    assert regression_cases(), f"no regression cases under {REGRESSIONS}"
+
+
+@pytest.mark.parametrize("path", regression_cases(), ids=lambda p: p.stem)
+def test_regression_case_conforms_on_the_oracle(path: Path) -> None:
+    assert read_header(path).origin == "regression", "not written by sec-oracle corpus add"
+    (result,) = replay([path]).traces
+    assert result.status == "conforms", result.error or result.divergences[:1]
 
 
 def model_functions() -> list[tuple[str, str, int, int]]:
