@@ -19,7 +19,6 @@ Rules:
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 import time
 from dataclasses import dataclass
@@ -28,11 +27,11 @@ from typing import Final
 
 from fuzz import checks
 from fuzz.decode import patterns, stems
+from oracle import ccompile
 from oracle.campaign.runner import ANCHOR
 from oracle.errors import OracleError
 
 SOURCE: Final = Path(__file__).resolve().with_name("c") / "registry_fuzzer.c"
-LIBBPF_H: Final = Path("/usr/include/bpf/libbpf.h")
 DICTIONARY: Final = Path(__file__).resolve().parents[1] / "corpus" / "fuzz" / "registry.dict"
 CFLAGS: Final = ("-g", "-O1", "-fsanitize=fuzzer,address,undefined", "-fno-omit-frame-pointer")
 _STAT: Final = re.compile(r"^stat::(\w+):\s+(\d+)", re.MULTILINE)
@@ -65,10 +64,8 @@ def tables_header() -> str:
 def build(so: Path, policy: checks.Policy, directory: Path, *, trace: bool = False) -> CFuzzer:
     """Compile the C harness against ``so`` into ``directory`` (module rules); ``trace``:
     with ``-DSEC_ORACLE_TRACE`` (each call printed, see the C file)."""
-    if shutil.which("clang") is None:
-        raise OracleError("no clang: the C libFuzzer harness needs clang -fsanitize=fuzzer")
-    if not LIBBPF_H.exists():
-        raise OracleError(f"no {LIBBPF_H} (apt-get install libbpf-dev)")
+    ccompile.require(("clang",))  # -fsanitize=fuzzer
+    ccompile.require_libbpf_h()
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "sec_oracle_tables.h").write_text(tables_header())
     so = so.resolve()
@@ -78,10 +75,7 @@ def build(so: Path, policy: checks.Policy, directory: Path, *, trace: bool = Fal
     argv = ["clang", *CFLAGS, "-Wall", "-Wno-unused-parameter", *defines, "-I", str(directory),
             str(SOURCE), str(so), f"-Wl,-rpath,{so.parent}", "-o", str(binary)]
     start = time.perf_counter()
-    done = subprocess.run(argv, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        last = (done.stderr.strip().splitlines() or [f"exit {done.returncode}"])[-1]
-        raise OracleError(f"compiling {SOURCE.name} failed: {last}")
+    ccompile.compile_c(argv, f"compiling {SOURCE.name}")
     return CFuzzer(binary, so, time.perf_counter() - start)
 
 

@@ -7,7 +7,9 @@ run the same data on real libbpf.
 
 Where the model follows the spec rather than libbpf (the registry changing
 under an open object, D13 and D14), ``MODEL_ANSWERS[id]`` holds the oracle's
-answers; ``answers`` stay libbpf's.  ``CASES`` holds every documented id in
+answers; ``answers`` stay libbpf's.  Where a release's behaviour profile
+changes libbpf's answers (D7 on 0.8.x), ``PROFILE_ANSWERS[id, behaviour]``
+holds them; ``expected`` picks the answers for one release.  ``CASES`` holds every documented id in
 order; ``LIFECYCLE_CASES`` are those of them with object lifecycle ops (they
 need bpf() for Load and Attach on real libbpf).
 """
@@ -18,6 +20,7 @@ import errno
 from typing import Final
 
 from oracle.bpfelf import ObjectSpec, Program
+from oracle.model.versions import Profile
 from oracle.ops import (
     Answer,
     Attach,
@@ -156,3 +159,17 @@ MODEL_ANSWERS: Final[dict[str, list[Answer]]] = {
     "D13": [Answer(1), Answer(0, (1,)), Answer(0), *_calls(0, 10)],
     "D14": [Answer(1), Answer(0, (1,)), Answer(0), Answer(2), *_calls(0, 10)],
 }
+
+#: libbpf's answers on a release whose profile has the behaviour (see module docs)
+PROFILE_ANSWERS: Final[dict[tuple[str, str], list[Answer]]] = {
+    # 0.8.x: SEC_SLOPPY_PFX, so the plain "perf_event" prefix-matches "perf_event/..."
+    ("D7", "sloppy_builtin_prefix"): [Answer(0, (PERF_EVENT, 0)), Answer(0, (PERF_EVENT, 0))],
+}
+
+
+def expected(case_id: str, answers: list[Answer], release: Profile) -> list[Answer]:
+    """The oracle's answers to case ``case_id`` on ``release``."""
+    for (case, behaviour), profiled in PROFILE_ANSWERS.items():
+        if case == case_id and getattr(release, behaviour):
+            return profiled
+    return MODEL_ANSWERS.get(case_id, answers)

@@ -43,7 +43,6 @@ import gc
 import json
 import os
 import pickle
-import shutil
 import statistics
 import subprocess
 import sys
@@ -53,6 +52,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
+from oracle import ccompile
 from oracle.campaign.check import CheckConfig, MixedCases, needs_anchor, run_job
 from oracle.campaign.runner import Chain
 from oracle.environment import Environment
@@ -65,7 +65,6 @@ from oracle.traces import LibbpfInfo, Trace, TraceHeader, records_of
 
 #: what each executor registers after the stream: its id says where the registry ended
 END_PROBE: Final = Register(b"sec_oracle_bench_end", 1, 0)
-LIBBPF_H: Final = Path("/usr/include/bpf/libbpf.h")
 #: the C column's main: times the ops only (see module rules)
 DRIVER: Final = r"""#define _GNU_SOURCE
 #include <dlfcn.h>
@@ -155,11 +154,6 @@ class CProgram:
     source_bytes: int
 
 
-def c_compiler() -> str | None:
-    """``clang`` (several times faster than gcc on a program this long), else ``cc``."""
-    return next((c for c in ("clang", "cc") if shutil.which(c)), None)
-
-
 def c_source(ops: list[Op], version: str) -> str:
     """The stream as repro.c's calls-only program: a trace without answers."""
     header = TraceHeader(LibbpfInfo(version), origin="bench")
@@ -170,11 +164,8 @@ def c_source(ops: list[Op], version: str) -> str:
 
 def build_c(target: TargetLike, ops: list[Op], version: str, directory: Path) -> CProgram:
     """Compile the stream and the driver against ``target`` 's .so (not timed)."""
-    compiler = c_compiler()
-    if compiler is None:
-        raise OracleError("no C compiler (clang or cc)")
-    if not LIBBPF_H.exists():
-        raise OracleError(f"no {LIBBPF_H} (apt-get install libbpf-dev)")
+    compiler = ccompile.require()
+    ccompile.require_libbpf_h()
     source = c_source(ops, version)
     (directory / "ops.c").write_text(source)
     (directory / "driver.c").write_text(DRIVER)
@@ -187,10 +178,7 @@ def build_c(target: TargetLike, ops: list[Op], version: str, directory: Path) ->
         [compiler, "-o", str(binary), "driver.o", "ops.o", str(so),
          f"-Wl,-rpath,{so.parent}", "-ldl"],
     ):
-        done = subprocess.run(argv, cwd=directory, capture_output=True, text=True, check=False)
-        if done.returncode != 0:
-            last = (done.stderr.strip().splitlines() or [f"exit {done.returncode}"])[-1]
-            raise OracleError(f"compiling the C column failed: {' '.join(argv[:2])}: {last}")
+        ccompile.compile_c(argv, f"compiling the C column ({' '.join(argv[:2])})", cwd=directory)
     return CProgram(binary, compiler, time.perf_counter() - start, len(source))
 
 

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import functools
 import json
-import signal
 from dataclasses import dataclass
 from itertools import zip_longest
 
@@ -284,12 +283,5 @@ def first_divergence(
         if expected[i] != actual[i]:
             return Divergence(i, ops[i], expected[i], actual[i])
     return None
-
-
-def signal_name(number: int) -> str:
-    try:
-        return signal.Signals(number).name
-    except ValueError:
-        return f"SIG{number}"
 
 

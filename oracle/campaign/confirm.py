@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import signal
 import subprocess
 import tempfile
@@ -33,8 +32,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Final
 
+from oracle import ccompile
 from oracle.environment import Environment
 from oracle.errors import OracleError
+from oracle.exits import describe_exit
 from oracle.libbpf.targets import Target, asan_runtime, resolve
 from oracle.libbpf.worker import CrashEvent, Worker
 from oracle.ops import Op
@@ -104,19 +105,12 @@ class ReproRun:
     def sentence(self) -> str:
         if self.reproduces is None:
             return f"repro.c was not run against {self.build}: {self.detail}"
-        how = (f"killed by {_signal_name(-self.status)}" if self.status is not None
-               and self.status < 0 else f"exit status {self.status}")
+        how = describe_exit(self.status)
         verb = "reproduces" if self.reproduces else "does NOT reproduce"
         return f"repro.c {verb} on {self.build} ({how}; {self.detail or 'no output'})"
 
     def as_report(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def _signal_name(number: int) -> str:
-    with contextlib.suppress(ValueError):
-        return signal.Signals(number).name
-    return f"signal {number}"
 
 
 def describe_build(libbpf: LibbpfInfo) -> str:
@@ -128,20 +122,14 @@ def run_repro(source: Path, libbpf: LibbpfInfo) -> ReproRun:
     build = describe_build(libbpf)
     if libbpf.path is None:
         return ReproRun(build, None, detail="the build's path is unknown")
-    compiler = shutil.which("cc") or shutil.which("clang")
-    if compiler is None:
-        return ReproRun(build, None, detail="no C compiler (cc)")
     with tempfile.TemporaryDirectory(prefix="sec-oracle-repro-") as work:
         binary = Path(work) / "repro"
         try:
-            done = subprocess.run([compiler, "-w", "-o", str(binary), str(source), "-lbpf"],
-                                  capture_output=True, text=True, errors="replace",
-                                  timeout=COMPILE_TIMEOUT, check=False)
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            return ReproRun(build, None, detail=f"compiling failed: {exc}")
-        if done.returncode != 0:
-            last = (done.stderr.strip().splitlines() or ["no output"])[-1]
-            return ReproRun(build, None, detail=f"does not compile: {last}")
+            compiler = ccompile.require(("cc", "clang"))
+            ccompile.compile_c([compiler, "-w", "-o", str(binary), str(source), "-lbpf"],
+                               "compiling repro.c", timeout=COMPILE_TIMEOUT)
+        except OracleError as exc:
+            return ReproRun(build, None, detail=str(exc))
         env = {**os.environ, "LD_LIBRARY_PATH": str(Path(libbpf.path).parent)}
         if libbpf.variant in ("asan", "fuzz"):
             with contextlib.suppress(OracleError):

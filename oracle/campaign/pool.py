@@ -38,6 +38,7 @@ from typing import Any, Final
 from oracle import stop
 from oracle.campaign.check import CheckConfig, JobStats, run_job
 from oracle.environment import Environment
+from oracle.exits import describe_exit
 
 SNAPSHOT_SECONDS: Final = 1.0
 GRACE_SECONDS: Final = 30.0
@@ -68,16 +69,6 @@ def _job_main(env: Environment, config: CheckConfig, job: int, conn: Connection,
     with stop.handling_signals(), contextlib.suppress(BrokenPipeError, KeyboardInterrupt):
         stats = run_job(env, config, job, snapshot)
         conn.send(("done", stats))
-
-
-def describe_death(exitcode: int | None) -> str:
-    if exitcode is None:
-        return "did not end"
-    if exitcode < 0:
-        with contextlib.suppress(ValueError):
-            return f"killed by {signal.Signals(-exitcode).name}"
-        return f"killed by signal {-exitcode}"
-    return f"exited with status {exitcode}"
 
 
 @dataclasses.dataclass
@@ -121,7 +112,7 @@ def run_jobs(env: Environment, config: CheckConfig,
         merged.merge(job.stats)
         if not job.done:
             merged.errors.append(f"job {job.number} (seed {config.seed + job.number})"
-                                 f" {describe_death(job.process.exitcode)}: its last"
+                                 f" {describe_exit(job.process.exitcode)}: its last"
                                  f" {SNAPSHOT_SECONDS:.0f} s of results are lost")
     return merged
 

@@ -31,9 +31,10 @@ from dataclasses import dataclass
 from typing import Final
 
 from oracle import stop
-from oracle.campaign.compare import Divergence, first_divergence, signal_name
+from oracle.campaign.compare import Divergence, first_divergence
 from oracle.campaign.known import without_new_known_causes
 from oracle.campaign.shrink import shrink
+from oracle.exits import signal_name
 from oracle.libbpf.results import OpResult
 from oracle.libbpf.worker import BatchResult, CrashEvent, Flight, Worker
 from oracle.model.objects import NotModelledError

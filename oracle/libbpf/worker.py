@@ -20,7 +20,11 @@ Rules and invariants:
   whole, so the pipe never holds half a message.
 - A hang is "no reply and no progress for ``timeout`` seconds": the deadline is
   pushed back whenever the progress counter moves, so ``timeout`` bounds one op,
-  not a batch.  A hung copy is SIGKILLed (by the pid in the progress file); a
+  not a batch.  Only time this process spent watching counts: when its caller
+  was away longer than one check (``Flight.poll`` between a busy campaign's
+  own work), what came in meanwhile is read before a hang is declared, so a
+  parent slowed by its own work or a loaded machine never calls a copy that
+  answered (or died) in time hung.  A hung copy is SIGKILLed (by the pid in the progress file); a
   child that does not then report the copy's end is SIGKILLed too.
 - Every death becomes a ``CrashEvent`` (``hang``, ``crash`` or ``exit``: see
   ``oracle.libbpf.reports``).  A batch that dies yields no answers
@@ -341,6 +345,7 @@ class Exchange:
         self.on_reply = on_reply
         self.kind = kind
         self.last, self.deadline = child.started(), time.monotonic() + timeout
+        self.looked = time.monotonic()  # when a step last ran (module rules: time watched)
         self.status: _Status | None = None if expected else "ok"
 
     def step(self, wait: float) -> _Status | None:
@@ -349,6 +354,10 @@ class Exchange:
         if self.status is not None:
             return self.status
         child = self.child
+        now, check = time.monotonic(), self.timeout / HANG_CHECKS
+        if now - self.looked > check + wait:  # the caller was away: read what came first
+            self.deadline = max(self.deadline, now + check)
+        self.looked = now
         while self.expected:
             message = child._take()
             if message is None:

@@ -99,7 +99,7 @@ BEHAVIOURS: Final[tuple[Behaviour, ...]] = (
               "prog_attach_fn is called for a program that was never loaded"),
     Behaviour("attach_requires_fd", "bpf_program__attach", "1.4.0", True,
               "7cfc3659953cae15b0292e279e570d597685c1b5",
-              "libbpbpf: Check bpf_map/bpf_program fd validity"),
+              "libbpf: Check bpf_map/bpf_program fd validity"),
     Behaviour("struct_ops_rejected_early", "bpf_object_load_prog", FIRST_RELEASE, False, "",
               "only BPF_PROG_TYPE_UNSPEC is rejected before prog_prepare_load_fn"),
     Behaviour("struct_ops_rejected_early", "bpf_object_load_prog", "1.5.0", True,

@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 
 from oracle.campaign.bench import (
-    LIBBPF_H,
     bench_campaign,
     build_c,
     c_source,
@@ -21,6 +20,7 @@ from oracle.campaign.bench import (
     run_python,
 )
 from oracle.campaign.check import CheckConfig
+from oracle.ccompile import LIBBPF_H
 from oracle.environment import Environment, prepare
 from oracle.model.oracle import Oracle
 from oracle.ops import HandleRef, HandlerOpts, Op, ProgTypeByName, Register, Unregister

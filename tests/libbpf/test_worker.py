@@ -245,6 +245,19 @@ def test_hang_fault_is_caught_by_the_timeout(target: Target) -> None:
         assert answers(worker, [ProgTypeByName(b"xdp")]) == [Answer(0, (6, 37))]
 
 
+def test_a_caller_away_longer_than_the_timeout_is_no_hang(target: Target) -> None:
+    # the campaign polls a flight between its own work; a copy that answered (or died)
+    # while nobody watched is not hung, however long the caller was away
+    with Worker(target, timeout=1.0) as worker:
+        flight = worker.submit([ProgTypeByName(b"xdp")] * 3)
+        time.sleep(2.5)
+        assert [r.answer for r in flight.result().results] == [Answer(0, (6, 37))] * 3
+        flight = worker.submit([ProgTypeByName(b"xdp"), Fault("abort")])
+        time.sleep(2.5)
+        crash = flight.result().crash
+        assert crash is not None and (crash.kind, crash.op_index) == ("crash", 1)
+
+
 def test_hang_with_batches_still_queued_keeps_the_child(target: Target) -> None:
     # the hung copy is killed by pid; what was queued for it (a big message half written
     # included) reaches the child, which skips it, and the next copy answers in step

@@ -15,6 +15,7 @@ import pytest
 from oracle import Oracle
 from oracle.bpfelf import ObjectSpec, Program, build_object
 from oracle.campaign.lifecycle_gen import LifecycleGenerator
+from oracle.ccompile import LIBBPF_H
 from oracle.ops import (
     NO_BPF,
     NO_OBJECT,
@@ -46,7 +47,6 @@ from tests.lifecycle.test_custom_sec_handlers import scenario
 
 SYSTEM = TraceHeader(LibbpfInfo("1.1.2", "system"), origin="hand",
                      created="2025-01-02T03:04:05+00:00")
-LIBBPF_H = Path("/usr/include/bpf/libbpf.h")
 
 
 def trace_of(ops: list[Op], answers: list[Answer] | None = None) -> Trace:
