@@ -35,10 +35,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
 
-from oracle.campaign.known import KnownBug, affects, explain, known_bugs
+from oracle.campaign.known import affects, known_bugs
 from oracle.campaign.runner import ANCHOR
 from oracle.campaign.shrink import drop_ops
-from oracle.ops import HandleRef, Op, Register, Unregister, rebase
+from oracle.ops import Op, Register, Unregister, rebase
 
 SANITIZER_VARIANTS: Final = ("asan", "fuzz")
 #: the anchor's handler id: it is the first registration of the harness process
@@ -87,20 +87,6 @@ def fresh_case(ops: Sequence[Op], pol: Policy) -> list[Op]:
     return [ANCHOR, *(rebase(op, 1, 0) for op in ops)]
 
 
-def strip_anchor(ops: Sequence[Op]) -> list[Op]:
-    """A fresh case without its leading anchor (``HandleRef`` s moved back)."""
-    if not ops or ops[0] != ANCHOR:
-        return list(ops)
-    out: list[Op] = []
-    for op in ops[1:]:
-        if type(op) is Unregister and isinstance(op.handler, HandleRef):
-            if op.handler.index == 0:
-                continue
-            op = Unregister(HandleRef(op.handler.index - 1))
-        out.append(op)
-    return out
-
-
 def known_signatures(version: str) -> tuple[re.Pattern[str], ...]:
     """Signature patterns of documented bugs on ``version``: allowed outcomes of a run."""
     return tuple(bug.signature for bug in known_bugs() if bug.affects(version))
@@ -108,8 +94,3 @@ def known_signatures(version: str) -> tuple[re.Pattern[str], ...]:
 
 def signature_is_known(version: str, signature: str) -> bool:
     return any(p.fullmatch(signature) for p in known_signatures(version))
-
-
-def classify(version: str, signature: str, ops: Sequence[Op]) -> KnownBug | None:
-    """The documented bug behind a (minimal) finding, or None: a new finding."""
-    return explain(version, signature, ops)

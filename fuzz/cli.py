@@ -229,15 +229,10 @@ def run(args: argparse.Namespace) -> int:
     progress = FuzzProgress()
     log = args.artifacts / "libfuzzer.log"
 
-    def show(p: FuzzProgress) -> None:
-        now = time.monotonic()
-        if now - line.last >= line.every:
-            line.last = now
-            line.write(("\r" if line.tty else "") + p.text() + ("" if line.tty else "\n"))
-
     started = time.monotonic()
     with stop.handling_signals():
-        status = run_libfuzzer(libfuzzer_argv(args, extra), log, progress, show)
+        status = run_libfuzzer(libfuzzer_argv(args, extra), log, progress,
+                               lambda p: line.show(p.text()))
         interrupted = stop.requested()
         line.done()
         found = [p for p in artifacts_of(args.artifacts) if p not in before]

@@ -16,7 +16,7 @@ Rules:
   absolute handler ids do not reproduce there and are reported as such.
 - Findings are deduplicated by signature (``CaseOutcome.signature``); the
   first file of a signature is shrunk and confirmed on a fresh state
-  (``Differential.minimise``), classified (``fuzz.checks.classify``: known bug or new)
+  (``Differential.minimise``), classified (``oracle.campaign.known.explain``: known bug or new)
   and written with ``oracle.campaign.findings.keep_finding`` (finding.json,
   trace.jsonl, repro.c, summary.md).  Later files of the signature only count.
 - Exit status: 1 if a new (unknown) finding was written or already there, else 0.
@@ -34,6 +34,7 @@ from fuzz import checks
 from fuzz.decode import decode
 from oracle.campaign.check import CheckConfig, prepare
 from oracle.campaign.findings import Finding, keep_finding
+from oracle.campaign.known import explain
 from oracle.campaign.runner import CaseOutcome, Differential
 from oracle.environment import Environment
 from oracle.errors import OracleError
@@ -64,7 +65,7 @@ def make_finding(differential: Differential, outcome: CaseOutcome, env: Environm
     assert signature is not None
     confirmed = differential.minimise(outcome, shrink_tries)
     finding = Finding(signature, confirmed.kind, confirmed.summary(), confirmed,
-                      known=checks.classify(env.version, signature, list(confirmed.ops)))
+                      known=explain(env.version, signature, list(confirmed.ops)))
     keep_finding(findings, finding, env.info, None, env.target)
     return finding
 

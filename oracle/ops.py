@@ -40,6 +40,7 @@ from __future__ import annotations
 import dataclasses
 import errno
 import struct
+import typing
 from dataclasses import dataclass, field
 from typing import Final, Literal, TypeAlias
 
@@ -299,7 +300,10 @@ NO_OBJECT: Final = -errno.EBADF
 NO_PROGRAM: Final = -errno.ENOENT
 NO_BPF: Final = -errno.ENOSYS
 
-LifecycleOp: TypeAlias = Open | ProgInfo | SetType | SetAutoload | Load | Attach | Close
+#: the types (for narrowing) of the lifecycle ops that name an object (``ObjRef``) and of
+#: ``LIFECYCLE_OPS``: static, so checked against ``OP_SPECS`` below
+ObjectOp: TypeAlias = ProgInfo | SetType | SetAutoload | Load | Attach | Close
+LifecycleOp: TypeAlias = Open | ObjectOp
 Op: TypeAlias = (
     Register | Unregister | ProgTypeByName | AttachTypeByName | Fault | LifecycleOp
 )
@@ -324,14 +328,19 @@ class OpSpec:
 
     ``name``: its one name (traces, reports, signatures, reproducers); ``out``: its
     answer's out-parameters, in ``Answer.out`` order; ``refs``: it has a
-    ``HandleRef``/``ObjRef`` field (what ``rebase`` moves); ``lifecycle``: an object
-    lifecycle op (``LifecycleOp``).
+    ``HandleRef``/``ObjRef`` field (what ``rebase`` moves); ``makes``: what later
+    ops name it by, ``"h"`` (a handler, ``HandleRef``) or ``"obj"`` (an object,
+    ``ObjRef``), the prefix of the ``handle`` its trace records carry;
+    ``lifecycle``: an object lifecycle op (``LifecycleOp``); ``calls``: libbpf may
+    call handler callbacks during it (``Answer.calls``).
     """
 
     name: str
     out: tuple[OutField, ...] = ()
     refs: bool = False
+    makes: str = ""
     lifecycle: bool = False
+    calls: bool = False
 
 
 _PROG_TYPE: Final = OutField("prog_type", "prog_type")
@@ -339,20 +348,21 @@ _EXPECTED_ATTACH_TYPE: Final = OutField("expected_attach_type", "attach_type")
 
 #: The op kinds: every list and map of op kinds below derives from this one table.
 OP_SPECS: Final[dict[type, OpSpec]] = {
-    Register: OpSpec("register"),
+    Register: OpSpec("register", makes="h"),
     Unregister: OpSpec("unregister", refs=True),
     ProgTypeByName: OpSpec("prog_type_by_name", (_PROG_TYPE, _EXPECTED_ATTACH_TYPE)),
     AttachTypeByName: OpSpec("attach_type_by_name", (OutField("attach_type", "attach_type"),)),
     Fault: OpSpec("fault"),
-    Open: OpSpec("open", (OutField("programs", "count"),), lifecycle=True),
+    Open: OpSpec("open", (OutField("programs", "count"),), makes="obj", lifecycle=True,
+                 calls=True),
     # the getters bpf_program__name, __section_name, __type, __expected_attach_type, __autoload
     ProgInfo: OpSpec("prog_info", (OutField("name", "string"), OutField("section_name", "string"),
                                    _PROG_TYPE, _EXPECTED_ATTACH_TYPE,
                                    OutField("autoload", "flag")), refs=True, lifecycle=True),
     SetType: OpSpec("set_type", refs=True, lifecycle=True),
     SetAutoload: OpSpec("set_autoload", refs=True, lifecycle=True),
-    Load: OpSpec("load", refs=True, lifecycle=True),
-    Attach: OpSpec("attach", refs=True, lifecycle=True),
+    Load: OpSpec("load", refs=True, lifecycle=True, calls=True),
+    Attach: OpSpec("attach", refs=True, lifecycle=True, calls=True),
     Close: OpSpec("close", refs=True, lifecycle=True),
 }
 
@@ -366,6 +376,12 @@ OUT_ARITY: Final[dict[type, int]] = {cls: len(spec.out) for cls, spec in OP_SPEC
 #: The object lifecycle op kinds, in ``OP_SPECS`` order (``Open`` .. ``Close``).
 LIFECYCLE_OPS: Final[tuple[type, ...]] = tuple(
     cls for cls, spec in OP_SPECS.items() if spec.lifecycle)
+#: The op kinds during which libbpf may call handler callbacks.
+CALLING_OPS: Final[tuple[type, ...]] = tuple(
+    cls for cls, spec in OP_SPECS.items() if spec.calls)
+if {cls for cls in LIFECYCLE_OPS if OP_SPECS[cls].refs} != set(typing.get_args(ObjectOp)) \
+        or set(LIFECYCLE_OPS) != {Open, *typing.get_args(ObjectOp)}:
+    raise AssertionError("ObjectOp/LifecycleOp disagree with OP_SPECS")
 
 
 @dataclass(frozen=True, slots=True)
@@ -426,6 +442,6 @@ def rebase(op: Op, registers: int, objects: int) -> Op:
         handler = op.handler
         return Unregister(HandleRef(handler.index + registers)) if isinstance(
             handler, HandleRef) else op
-    assert isinstance(op, ProgInfo | SetType | SetAutoload | Load | Attach | Close)
+    assert isinstance(op, ObjectOp)
     return dataclasses.replace(op, obj=ObjRef(op.obj.index + objects))
 

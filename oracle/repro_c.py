@@ -72,6 +72,7 @@ from typing import Final
 from oracle.bpfelf import ObjectSpec, build_object
 from oracle.errors import BadArgumentError
 from oracle.ops import (
+    CALLING_OPS,
     INT_MAX,
     LIFECYCLE_OPS,
     NO_BPF,
@@ -122,8 +123,6 @@ CALLBACK_KINDS: Final = (
 )
 OFFSETS: Final = {"sz": 0, "cookie": 8, "prog_setup_fn": 16, "prog_prepare_load_fn": 24,
                   "prog_attach_fn": 32}
-#: ops during which libbpf calls handler callbacks
-CALLING_OPS: Final = (Open, Load, Attach)
 ELF_BYTES_PER_LINE: Final = 12
 
 

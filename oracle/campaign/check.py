@@ -548,11 +548,15 @@ class ProgressLine:
         self.last = 0.0
 
     def __call__(self, stats: Progress) -> None:
+        self.show(self.text(stats))
+
+    def show(self, line: str) -> None:
+        """``line`` now, unless the last one was shown less than ``every`` s ago."""
         now = time.monotonic()
         if now - self.last < self.every:
             return
         self.last = now
-        self.write(("\r" if self.tty else "") + self.text(stats) + ("" if self.tty else "\n"))
+        self.write(("\r" if self.tty else "") + line + ("" if self.tty else "\n"))
 
     def write(self, text: str) -> None:
         """Progress is optional: a stream that fails (closed, full) is dropped, not fatal."""

@@ -22,26 +22,19 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 
 from oracle.ops import (
-    Attach,
     AttachTypeByName,
-    Close,
     HandleRef,
     HandlerOpts,
-    Load,
+    ObjectOp,
     ObjRef,
     Op,
     Open,
-    ProgInfo,
     ProgTypeByName,
     Register,
-    SetAutoload,
-    SetType,
     Unregister,
 )
 
 Failing = Callable[[list[Op]], str | None]
-#: the ops that name an object by ``ObjRef``
-OBJECT_OPS = (ProgInfo, SetType, SetAutoload, Load, Attach, Close)
 
 
 def drop_ops(ops: Sequence[Op], drop: set[int]) -> list[Op]:
@@ -66,7 +59,7 @@ def drop_ops(ops: Sequence[Op], drop: set[int]) -> list[Op]:
             if op.handler.index not in new_ref:
                 continue  # depends on a dropped registration
             op = Unregister(HandleRef(new_ref[op.handler.index]))
-        elif isinstance(op, OBJECT_OPS):
+        elif isinstance(op, ObjectOp):
             if op.obj.index not in new_obj:
                 continue  # depends on a dropped Open
             op = dataclasses.replace(op, obj=ObjRef(new_obj[op.obj.index]))

@@ -66,18 +66,13 @@ class EffectiveOpts:
 NO_OPTS: Final = EffectiveOpts()
 
 
-def tail_checked_len(sz: int) -> int:
-    """``(ssize_t)user_sz - opts_sz``: how many bytes past offset 40 must be zero."""
-    return zero_check_len(sz)
-
-
 def opts_invalid_reason(opts: HandlerOpts | None) -> str | None:
     """Why ``OPTS_VALID`` rejects ``opts`` (libbpf's warning text), or None if valid."""
     if opts is None or (not opts.tail and opts.sz >= SIZEOF_SIZE_T):  # nothing to check
         return None
     if opts.sz < SIZEOF_SIZE_T:
         return f"libbpf_prog_handler_opts size ({opts.sz}) is too small"
-    if any(opts.tail[: tail_checked_len(opts.sz)]):
+    if any(opts.tail[: zero_check_len(opts.sz)]):
         return "libbpf_prog_handler_opts has non-zero extra bytes"
     return None
 

@@ -1,7 +1,8 @@
 """The op table and the record codec: ops, answers and records to JSON and back.
 
-``OP_KINDS`` names each op kind, its ``oracle.ops`` dataclass and one codec per
-field; the encoders and the hand decoder here (and the JSON Schema in
+``OP_KINDS`` gives each op kind of ``oracle.ops.OP_SPECS`` (whence its name, its
+handle and its out-parameters) one codec per field, in ``OP_SPECS`` order (checked
+at import); the encoders and the hand decoder here (and the JSON Schema in
 ``oracle.traces.schema``) are derived from it.  Also errno names for ``rc``.
 """
 
@@ -16,6 +17,7 @@ from oracle.errors import TraceError
 from oracle.ops import (
     FAULT_KINDS,
     INT_MAX,
+    OP_SPECS,
     OUT_ARITY,
     U32_MASK,
     Answer,
@@ -73,18 +75,31 @@ CACHE_LIMIT: Final = 1 << 16
 
 @dataclass(frozen=True)
 class OpKind:
-    """One op kind: its name in traces, its dataclass, its argument codecs.
+    """One op kind: its dataclass and its argument codecs; the rest is ``oracle.ops.OP_SPECS``.
 
-    ``handle``: the prefix of the ``"handle"`` its records carry (``h`` for
-    register, ``obj`` for open), "" for none.  ``out``: one codec per
-    out-parameter; None means every one is a u32 (or ``null``).
+    ``name``: its name there; ``handle``: the prefix of the ``"handle"`` its
+    records carry, what the op makes (``h`` for register, ``obj`` for open), ""
+    for none; ``out``: one codec per out-parameter where one of them is a string,
+    None where every one is a u32 (or ``null``).
     """
 
-    name: str
     cls: type[Any]
     fields: tuple[tuple[str, Codec], ...]
-    handle: str = ""
-    out: tuple[OutCodec, ...] | None = None
+
+    @property
+    def name(self) -> str:
+        return OP_SPECS[self.cls].name
+
+    @property
+    def handle(self) -> str:
+        return OP_SPECS[self.cls].makes
+
+    @functools.cached_property
+    def out(self) -> tuple[OutCodec, ...] | None:
+        out = OP_SPECS[self.cls].out
+        if all(f.kind != "string" for f in out):
+            return None
+        return tuple(NAME if f.kind == "string" else OUT_U32 for f in out)
 
     @functools.cached_property
     def args(self) -> ObjectCodec:
@@ -100,26 +115,22 @@ class OpKind:
 
 
 OP_KINDS: Final[tuple[OpKind, ...]] = (
-    OpKind(
-        "register",
-        Register,
-        (("sec", NAME), ("prog_type", U32), ("exp_attach_type", U32), ("opts", OPTS)),
-        handle="h",
-    ),
-    OpKind("unregister", Unregister, (("handler", HandlerCodec()),)),
-    OpKind("prog_type_by_name", ProgTypeByName, (("name", NAME),)),
-    OpKind("attach_type_by_name", AttachTypeByName, (("name", NAME),)),
-    OpKind("fault", Fault, (("kind", EnumCodec(FAULT_KINDS)), ("name", NAME))),
-    OpKind("open", Open, (("obj", ELF_OBJECT),), handle="obj"),
-    OpKind("prog_info", ProgInfo, (("obj", OBJ), ("prog", PROG_INDEX)),
-           out=(NAME, NAME, OUT_U32, OUT_U32, OUT_U32)),
-    OpKind("set_type", SetType, (("obj", OBJ), ("prog", PROG_INDEX), ("prog_type", U32))),
-    OpKind("set_autoload", SetAutoload,
-           (("obj", OBJ), ("prog", PROG_INDEX), ("autoload", BoolCodec()))),
-    OpKind("load", Load, (("obj", OBJ),)),
-    OpKind("attach", Attach, (("obj", OBJ), ("prog", PROG_INDEX))),
-    OpKind("close", Close, (("obj", OBJ),)),
+    OpKind(Register,
+           (("sec", NAME), ("prog_type", U32), ("exp_attach_type", U32), ("opts", OPTS))),
+    OpKind(Unregister, (("handler", HandlerCodec()),)),
+    OpKind(ProgTypeByName, (("name", NAME),)),
+    OpKind(AttachTypeByName, (("name", NAME),)),
+    OpKind(Fault, (("kind", EnumCodec(FAULT_KINDS)), ("name", NAME))),
+    OpKind(Open, (("obj", ELF_OBJECT),)),
+    OpKind(ProgInfo, (("obj", OBJ), ("prog", PROG_INDEX))),
+    OpKind(SetType, (("obj", OBJ), ("prog", PROG_INDEX), ("prog_type", U32))),
+    OpKind(SetAutoload, (("obj", OBJ), ("prog", PROG_INDEX), ("autoload", BoolCodec()))),
+    OpKind(Load, (("obj", OBJ),)),
+    OpKind(Attach, (("obj", OBJ), ("prog", PROG_INDEX))),
+    OpKind(Close, (("obj", OBJ),)),
 )
+if [k.cls for k in OP_KINDS] != list(OP_SPECS):
+    raise AssertionError("OP_KINDS must give every op kind of OP_SPECS, in its order")
 KIND_BY_NAME: Final = {k.name: k for k in OP_KINDS}
 KIND_BY_CLASS: Final[dict[type, OpKind]] = {k.cls: k for k in OP_KINDS}
 

@@ -24,6 +24,7 @@ from typing import IO, Any
 import pytest
 
 from oracle.errors import LibbpfError
+from tests.mounts import small_tmpfs
 from tests.targets import target_or_skip
 
 MARK = "SEC_ORACLE_FAULT_TEST"
@@ -249,19 +250,6 @@ def test_an_unwritable_stderr_is_not_fatal(tmp_path: Path) -> None:
         assert run.wait(60) == 0
     assert run.data()["cases"] > 0
     run.assert_clean()
-
-
-@contextlib.contextmanager
-def small_tmpfs(path: Path, size: str) -> Iterator[Path]:
-    path.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
-                          capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
-    try:
-        yield path
-    finally:
-        subprocess.run(["umount", "-l", str(path)], check=False)
 
 
 def test_a_full_disk_under_findings_keeps_them_in_the_report(

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import stat
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from oracle.ops import Answer, ProgTypeByName
 from oracle.outputs import atomic_write
 from oracle.traces import LibbpfInfo, TraceHeader, records_of, write_trace
 from tests.cli.test_bad_input import assert_one_line_error, run
+from tests.mounts import small_tmpfs
 from tests.targets import target_or_skip
 
 
@@ -111,23 +111,15 @@ def test_cache_that_cannot_be_made(capsys: pytest.CaptureFixture[str], tmp_path:
 
 
 @pytest.fixture
-def small_tmpfs(tmp_path: Path) -> Iterator[Path]:
-    mount = tmp_path / "small"
-    mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount)],
-                          capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a small tmpfs (needs root): {done.stderr.strip()}")
-    try:
+def full_disk(tmp_path: Path) -> Iterator[Path]:
+    with small_tmpfs(tmp_path / "small", "256k") as mount:
         yield mount
-    finally:
-        subprocess.run(["umount", str(mount)], check=False)
 
 
 @pytest.mark.libbpf
-def test_record_on_a_full_disk(capsys: pytest.CaptureFixture[str], small_tmpfs: Path) -> None:
+def test_record_on_a_full_disk(capsys: pytest.CaptureFixture[str], full_disk: Path) -> None:
     target_or_skip("1.7.0")
-    out = small_tmpfs / "corpus"
+    out = full_disk / "corpus"
     code, err = run(capsys, "record", "--libbpf", "1.7.0", "--out", str(out), "--cases", "3000",
                     "--select", "all")
     assert_one_line_error(code, err, "cannot write trace", "No space left on device",

@@ -11,9 +11,8 @@ from oracle.model.opts import (
     effective_opts,
     opts_invalid_reason,
     parse_opts_bytes,
-    tail_checked_len,
 )
-from oracle.ops import Callback, HandlerOpts
+from oracle.ops import Callback, HandlerOpts, zero_check_len
 
 CB = Callback(ret=0)
 
@@ -38,15 +37,15 @@ def test_zero_tail_is_valid_and_tail_beyond_sz_is_not_read() -> None:
 
 def test_sz_from_2_63_plus_40_skips_the_tail_check() -> None:
     # (ssize_t)sz - 40, computed in size_t, reads back negative: nothing is checked.
-    assert tail_checked_len(2**64 - 1) == 0
-    assert tail_checked_len(5) == 0
+    assert zero_check_len(2**64 - 1) == 0
+    assert zero_check_len(5) == 0
     assert opts_invalid_reason(HandlerOpts(sz=2**63 + 40, tail=b"\1" * 8)) is None
 
 
 @pytest.mark.parametrize("sz", [2**63, 2**63 + 39])
 def test_sz_just_above_2_63_would_scan_past_any_buffer(sz: int) -> None:
     # (sz - 40) mod 2**64 is a huge positive length: libbpf reads ~2**63 bytes.
-    assert tail_checked_len(sz) >= 2**63 - 40
+    assert zero_check_len(sz) >= 2**63 - 40
     with pytest.raises(BadArgumentError, match="past the caller's buffer"):
         HandlerOpts(sz=sz, tail=b"\0" * 8)
 
