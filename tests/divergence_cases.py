@@ -9,9 +9,9 @@ Where the model follows the spec rather than libbpf (the registry changing
 under an open object, D13 and D14), ``MODEL_ANSWERS[id]`` holds the oracle's
 answers; ``answers`` stay libbpf's.  Where a release's behaviour profile
 changes libbpf's answers (D7 on 0.8.x), ``PROFILE_ANSWERS[id, behaviour]``
-holds them; ``expected`` picks the answers for one release.  ``CASES`` holds every documented id in
-order; ``LIFECYCLE_CASES`` are those of them with object lifecycle ops (they
-need bpf() for Load and Attach on real libbpf).
+holds them; ``expected`` picks the answers for one release.  ``CASES`` holds
+every documented id in order; ``LIFECYCLE_CASES`` are those of them with
+object lifecycle ops (they need bpf() for Load and Attach on real libbpf).
 """
 
 from __future__ import annotations

@@ -24,8 +24,9 @@ Rules and invariants:
   was away longer than one check (``Flight.poll`` between a busy campaign's
   own work), what came in meanwhile is read before a hang is declared, so a
   parent slowed by its own work or a loaded machine never calls a copy that
-  answered (or died) in time hung.  A hung copy is SIGKILLed (by the pid in the progress file); a
-  child that does not then report the copy's end is SIGKILLed too.
+  answered (or died) in time hung.  A hung copy is SIGKILLed (by the pid in
+  the progress file); a child that does not then report the copy's end is
+  SIGKILLed too.
 - Every death becomes a ``CrashEvent`` (``hang``, ``crash`` or ``exit``: see
   ``oracle.libbpf.reports``).  A batch that dies yields no answers
   (``BatchResult.results == ()``); the prefix ``event.ops[:-1]`` replays

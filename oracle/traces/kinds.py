@@ -86,11 +86,11 @@ class OpKind:
     cls: type[Any]
     fields: tuple[tuple[str, Codec], ...]
 
-    @property
+    @functools.cached_property
     def name(self) -> str:
         return OP_SPECS[self.cls].name
 
-    @property
+    @functools.cached_property
     def handle(self) -> str:
         return OP_SPECS[self.cls].makes
 
